@@ -1,0 +1,67 @@
+//! Postern: a single-process mail server for small boards. SMTP in, a durable
+//! LMDB queue, Maildir out. `run` wires the parts together; each module owns one
+//! thing (see the README's architecture section).
+#![deny(unsafe_code)]
+#![warn(rust_2018_idioms)]
+
+pub mod accounts;
+pub mod config;
+pub mod deliver;
+pub mod envelope;
+pub mod message;
+pub mod queue;
+pub mod server;
+pub mod smtp;
+
+use accounts::Accounts;
+use config::Config;
+
+/// The configuration in force and what is derived from it. Sessions hold an
+/// `Arc` of the snapshot they started with.
+#[derive(Debug)]
+pub struct Settings {
+    /// The validated config.
+    pub config: Config,
+    /// Lookups built from `config`.
+    pub accounts: Accounts,
+}
+
+impl Settings {
+    /// Derives the lookups from a validated config.
+    pub fn new(config: Config) -> Settings {
+        let accounts = Accounts::new(&config);
+        Settings { config, accounts }
+    }
+}
+
+/// Runs the server until the process is stopped.
+///
+/// # Errors
+/// When the queue cannot be opened or a listener cannot be bound.
+pub fn run(config: Config) -> std::io::Result<()> {
+    use std::sync::{Arc, RwLock};
+    let settings = Settings::new(config);
+    std::fs::create_dir_all(&settings.config.data_dir).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot create {}: {e}", settings.config.data_dir.display()))
+    })?;
+    let queue = Arc::new(queue::Queue::open(&settings).map_err(std::io::Error::other)?);
+    let shared: queue::SharedSettings = Arc::new(RwLock::new(Arc::new(settings)));
+    let ex = Arc::new(smol::Executor::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    for n in 1..threads {
+        let ex = Arc::clone(&ex);
+        std::thread::Builder::new()
+            .name(format!("executor-{n}"))
+            .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())))?;
+    }
+    let server = server::Server::new(Arc::clone(&shared), Arc::clone(&queue));
+    smol::block_on(ex.run(async {
+        let listeners = server.bind().await?;
+        for (listener, port) in listeners {
+            ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
+        }
+        ex.spawn(queue.run(shared)).detach();
+        log::info!("postern {} ready", env!("CARGO_PKG_VERSION"));
+        smol::future::pending::<std::io::Result<()>>().await
+    }))
+}

@@ -1,0 +1,114 @@
+//! Header fields Postern writes into messages (Received, Return-Path,
+//! Delivered-To) and the RFC 5322 date they carry. Pure.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Formats `t` as an RFC 5322 date in UTC, such as `Sun, 22 Nov 2026 00:16:22 +0000`.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        WEEKDAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// What the Received header says about the client and the session.
+#[derive(Clone, Debug)]
+pub struct Trace<'a> {
+    /// The name the client gave in EHLO/HELO.
+    pub helo: &'a str,
+    /// The client's IP address.
+    pub ip: std::net::IpAddr,
+    /// Our host name.
+    pub hostname: &'a str,
+    /// The protocol keyword of RFC 3848: `SMTP`, `ESMTP`, `UTF8SMTP`, ...
+    pub protocol: &'a str,
+    /// The queue id.
+    pub id: &'a str,
+    /// When the message arrived.
+    pub when: SystemTime,
+}
+
+/// The Received header added at acceptance, CRLF-terminated. It never names
+/// recipients: one copy of the message goes to all of them.
+pub fn received(t: &Trace<'_>) -> String {
+    let ip = match t.ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("IPv6:{v6}"),
+        },
+    };
+    format!(
+        "Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {};\r\n\t{}\r\n",
+        t.helo,
+        ip,
+        t.hostname,
+        t.protocol,
+        t.id,
+        rfc5322_date(t.when)
+    )
+}
+
+/// The headers prepended at local delivery, with LF line ends as Maildir
+/// files use them.
+pub fn delivery_headers(sender: Option<&str>, delivered_to: &str) -> String {
+    format!("Return-Path: <{}>\nDelivered-To: {}\n", sender.unwrap_or(""), delivered_to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let at = |s: u64| rfc5322_date(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(at(1_795_306_582), "Sun, 22 Nov 2026 00:16:22 +0000");
+        assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
+    }
+
+    #[test]
+    fn received_names_no_recipient() {
+        let h = received(&Trace {
+            helo: "printer.lan",
+            ip: "::ffff:192.168.1.9".parse().unwrap(),
+            hostname: "mx.example.com",
+            protocol: "ESMTP",
+            id: "0123456789abcdef",
+            when: UNIX_EPOCH,
+        });
+        assert_eq!(
+            h,
+            "Received: from printer.lan ([192.168.1.9])\r\n\tby mx.example.com (Postern) with ESMTP id 0123456789abcdef;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+    }
+}

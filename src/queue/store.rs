@@ -1,0 +1,591 @@
+//! The queue on disk: the only module that touches LMDB.
+//!
+//! Four tables in one environment:
+//! - `messages`: queue id -> [`Message`] (sender, recipients and their states);
+//! - `chunks`: (queue id, n) -> the n-th piece of the message's bytes;
+//! - `due`: (unix time, queue id) -> nothing: when each message is next tried.
+//!
+//! Writes go through one thread, the committer, which gathers every write that
+//! is waiting into one transaction and commits it once (group commit). LMDB
+//! commits are durable (fsync'd) by default, and we never turn that off: a
+//! caller hears "done" only after its write is on disk.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+
+use crate::envelope::{Address, Domain, Route};
+
+/// A queue id: unique for the life of a data dir, shown as 16 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueId(pub u64);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for QueueId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<QueueId, Self::Err> {
+        u64::from_str_radix(s, 16).map(QueueId)
+    }
+}
+
+/// Where one recipient stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Not delivered yet.
+    Pending,
+    /// Delivered (Maildir file fsync'd, or a remote `250`).
+    Delivered,
+    /// Given up: a permanent error or the queue lifetime ran out.
+    Failed,
+}
+
+/// One recipient of a queued message and its delivery state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// Where it goes.
+    pub route: Route,
+    /// Where it stands.
+    pub status: Status,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// The last error, empty if none.
+    pub last_error: String,
+}
+
+/// What the queue keeps about a message besides its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Its queue id.
+    pub id: QueueId,
+    /// Unix time of acceptance.
+    pub arrived: u64,
+    /// The reverse-path, or `None` for `<>`.
+    pub sender: Option<Address>,
+    /// The size in bytes of the stored message (CRLF line ends).
+    pub size: u64,
+    /// How many chunks hold the message.
+    pub chunks: u32,
+    /// Unix time of the next attempt; its key in the `due` table.
+    pub next_attempt: u64,
+    /// The recipients.
+    pub recipients: Vec<Recipient>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The LMDB map or the disk is full: answer `452 4.3.1`.
+    Full,
+    /// Anything else: an I/O error, a corrupt record, a bug.
+    Other(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Full => f.write_str("queue store is full"),
+            StoreError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<heed::Error> for StoreError {
+    fn from(e: heed::Error) -> StoreError {
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Full,
+            heed::Error::Io(io) if io.raw_os_error() == Some(28) => StoreError::Full, // ENOSPC
+            heed::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Full,
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+/// One write, run by the committer inside a shared transaction.
+#[derive(Debug)]
+pub enum Write {
+    /// Store a piece of a message that is still arriving.
+    Chunk { id: QueueId, n: u32, bytes: Vec<u8> },
+    /// Queue a message: its last piece and its record, due now.
+    Commit { last: Option<(u32, Vec<u8>)>, message: Message },
+    /// Drop the pieces of a message that was not accepted.
+    Discard { id: QueueId },
+    /// Save a message's new state after a delivery attempt; removes it when no
+    /// recipient is pending.
+    Update { message: Message },
+}
+
+impl Write {
+    /// Bytes this write adds, to bound one transaction's size.
+    pub fn weight(&self) -> usize {
+        match self {
+            Write::Chunk { bytes, .. } => bytes.len(),
+            Write::Commit { last, .. } => last.as_ref().map_or(0, |(_, b)| b.len()) + 256,
+            Write::Discard { .. } | Write::Update { .. } => 256,
+        }
+    }
+}
+
+/// The LMDB environment and its tables. Cheap to share by reference; all
+/// writes must go through [`Store::apply`] on the committer thread.
+pub struct Store {
+    env: &'static Env<WithoutTls>,
+    messages: Database<'static, Bytes, Bytes>,
+    chunks: Database<'static, Bytes, Bytes>,
+    due: Database<'static, Bytes, Bytes>,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.env.path()).finish()
+    }
+}
+
+/// Unix time now, in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn due_key(at: u64, id: QueueId) -> [u8; 16] {
+    let mut k = [0; 16];
+    k[..8].copy_from_slice(&at.to_be_bytes());
+    k[8..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+fn chunk_key(id: QueueId, n: u32) -> [u8; 12] {
+    let mut k = [0; 12];
+    k[..8].copy_from_slice(&id.0.to_be_bytes());
+    k[8..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with a map of `map_size` bytes.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or LMDB refuses to open it.
+    pub fn open(dir: &Path, map_size: u64) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
+        let map_size = usize::try_from(map_size).map_err(|_| StoreError::Other("store size too large".into()))?;
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(map_size).max_dbs(4).max_readers(126);
+        // SAFETY: LMDB requires that the environment is not opened twice in one
+        // process and that no other process modifies it unsafely. Only this
+        // module opens it, once per data dir, and the CLI talks to the server
+        // instead of opening the store while the server runs.
+        #[allow(unsafe_code)]
+        let env = unsafe { options.open(dir) }.map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
+        let env: &'static Env<WithoutTls> = Box::leak(Box::new(env));
+        let wtxn = env.write_txn()?;
+        let (messages, chunks, due) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                let m = opener.create_database::<Bytes, Bytes>(wtxn, Some("messages"))?;
+                let c = opener.create_database::<Bytes, Bytes>(wtxn, Some("chunks"))?;
+                let d = opener.create_database::<Bytes, Bytes>(wtxn, Some("due"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((m, c, d)))
+            })?
+            .unwrap_commit();
+        let store = Store { env, messages, chunks, due, next_id: AtomicU64::new(0) };
+        let last = {
+            let rtxn = env.read_txn()?;
+            let last = store.messages.last(&rtxn)?.map(|(k, _)| key_u64(k)).unwrap_or(0);
+            let last_chunk = store.chunks.last(&rtxn)?.map(|(k, _)| key_u64(k)).unwrap_or(0);
+            last.max(last_chunk)
+        };
+        let now_micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        store.next_id.store(now_micros.max(last + 1), Ordering::SeqCst);
+        store.remove_orphan_chunks()?;
+        Ok(store)
+    }
+
+    /// A fresh queue id.
+    pub fn new_id(&self) -> QueueId {
+        QueueId(self.next_id.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// Pieces left by messages that were still arriving when the process died.
+    fn remove_orphan_chunks(&self) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        let mut orphans = Vec::new();
+        for item in self.chunks.iter(&wtxn)? {
+            let (k, _) = item?;
+            let id = key_u64(k);
+            if orphans.last() != Some(&id) && self.messages.get(&wtxn, &id.to_be_bytes())?.is_none() {
+                orphans.push(id);
+            }
+        }
+        for id in &orphans {
+            self.delete_chunks(&mut wtxn, QueueId(*id))?;
+        }
+        wtxn.commit()?;
+        if !orphans.is_empty() {
+            log::info!(target: "mail", "removed pieces of {} message(s) that were not accepted", orphans.len());
+        }
+        Ok(())
+    }
+
+    /// Runs a batch of writes in one transaction and commits it durably.
+    ///
+    /// # Errors
+    /// The first failure; nothing of the batch is kept then.
+    pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        for w in writes {
+            self.apply_one(&mut wtxn, w)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    fn apply_one(&self, wtxn: &mut RwTxn<'_>, w: &Write) -> Result<(), StoreError> {
+        match w {
+            Write::Chunk { id, n, bytes } => self.chunks.put(wtxn, &chunk_key(*id, *n), bytes)?,
+            Write::Commit { last, message } => {
+                if let Some((n, bytes)) = last {
+                    self.chunks.put(wtxn, &chunk_key(message.id, *n), bytes)?;
+                }
+                self.messages.put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
+                self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
+            }
+            Write::Discard { id } => self.delete_chunks(wtxn, *id)?,
+            Write::Update { message } => {
+                let key = message.id.0.to_be_bytes();
+                let Some(old) = self.messages.get(wtxn, &key)? else {
+                    return Ok(()); // deleted meanwhile
+                };
+                let old = decode(old)?;
+                self.due.delete(wtxn, &due_key(old.next_attempt, old.id))?;
+                if message.recipients.iter().any(|r| r.status == Status::Pending) {
+                    self.messages.put(wtxn, &key, &encode(message))?;
+                    self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
+                } else {
+                    self.messages.delete(wtxn, &key)?;
+                    self.delete_chunks(wtxn, message.id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_chunks(&self, wtxn: &mut RwTxn<'_>, id: QueueId) -> Result<(), StoreError> {
+        let start = chunk_key(id, 0);
+        let end = chunk_key(id, u32::MAX);
+        use std::ops::Bound;
+        let range: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Included(&start), Bound::Included(&end));
+        self.chunks.delete_range(wtxn, &range)?;
+        Ok(())
+    }
+
+    /// Up to `limit` messages due at or before `now`, skipping those `skip`
+    /// says are busy, and the time the first later one is due.
+    ///
+    /// # Errors
+    /// On LMDB failure.
+    pub fn due(
+        &self,
+        now: u64,
+        limit: usize,
+        skip: impl Fn(QueueId) -> bool,
+    ) -> Result<(Vec<QueueId>, Option<u64>), StoreError> {
+        let rtxn = self.env.read_txn()?;
+        let mut ids = Vec::new();
+        for item in self.due.iter(&rtxn)? {
+            let (k, _) = item?;
+            let at = key_u64(k);
+            if at > now {
+                return Ok((ids, Some(at)));
+            }
+            let id = QueueId(u64::from_be_bytes(k[8..16].try_into().unwrap_or_default()));
+            if !skip(id) {
+                ids.push(id);
+                if ids.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((ids, None))
+    }
+
+    /// The record of message `id`, if it is queued.
+    ///
+    /// # Errors
+    /// On LMDB failure or a corrupt record.
+    pub fn message(&self, id: QueueId) -> Result<Option<Message>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        self.messages.get(&rtxn, &id.0.to_be_bytes())?.map(decode).transpose()
+    }
+
+    /// Every queued message's record, oldest first.
+    ///
+    /// # Errors
+    /// On LMDB failure or a corrupt record.
+    pub fn messages(&self) -> Result<Vec<Message>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.messages.iter(&rtxn)? {
+            out.push(decode(item?.1)?);
+        }
+        Ok(out)
+    }
+
+    /// Passes the bytes of message `id` to `f`, piece by piece, in order.
+    ///
+    /// # Errors
+    /// On LMDB failure, or the first error `f` returns.
+    pub fn read_body(
+        &self,
+        id: QueueId,
+        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), ReadError> {
+        let rtxn: RoTxn<'_, WithoutTls> = self.env.read_txn().map_err(|e| ReadError::Store(e.into()))?;
+        let prefix = id.0.to_be_bytes();
+        for item in self.chunks.prefix_iter(&rtxn, &prefix).map_err(|e| ReadError::Store(e.into()))? {
+            let (_, bytes) = item.map_err(|e| ReadError::Store(e.into()))?;
+            f(bytes).map_err(ReadError::Io)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why reading a message body failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The store failed.
+    Store(StoreError),
+    /// The consumer of the bytes failed.
+    Io(std::io::Error),
+}
+
+fn key_u64(k: &[u8]) -> u64 {
+    k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+// The record format: a version byte, then fixed-width big-endian integers and
+// length-prefixed UTF-8 strings.
+
+const VERSION: u8 = 1;
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes a message record.
+pub fn encode(m: &Message) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend_from_slice(&m.id.0.to_be_bytes());
+    out.extend_from_slice(&m.arrived.to_be_bytes());
+    out.extend_from_slice(&m.size.to_be_bytes());
+    out.extend_from_slice(&m.chunks.to_be_bytes());
+    out.extend_from_slice(&m.next_attempt.to_be_bytes());
+    put_str(&mut out, &m.sender.as_ref().map(Address::to_string).unwrap_or_default());
+    out.extend_from_slice(&(m.recipients.len() as u32).to_be_bytes());
+    for r in &m.recipients {
+        let (kind, text) = match &r.route {
+            Route::Local { user, domain } => (0u8, format!("{user}@{domain}")),
+            Route::Remote(a) => (1u8, a.to_string()),
+        };
+        out.push(kind);
+        put_str(&mut out, &text);
+        out.push(match r.status {
+            Status::Pending => 0,
+            Status::Delivered => 1,
+            Status::Failed => 2,
+        });
+        out.extend_from_slice(&r.attempts.to_be_bytes());
+        put_str(&mut out, &r.last_error);
+    }
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Other("corrupt queue record: truncated".into()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
+    }
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
+    }
+    fn str(&mut self) -> Result<String, StoreError> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| StoreError::Other("corrupt queue record: bad UTF-8".into()))
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt queue record: {what}"))
+}
+
+/// Decodes a message record.
+///
+/// # Errors
+/// When the bytes are not a record this version wrote.
+pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
+    let mut r = Reader(bytes);
+    if r.u8()? != VERSION {
+        return Err(corrupt("unknown version"));
+    }
+    let id = QueueId(r.u64()?);
+    let arrived = r.u64()?;
+    let size = r.u64()?;
+    let chunks = r.u32()?;
+    let next_attempt = r.u64()?;
+    let sender = match r.str()? {
+        s if s.is_empty() => None,
+        s => Some(Address::parse(&s).map_err(|_| corrupt("bad sender"))?),
+    };
+    let n = r.u32()? as usize;
+    let mut recipients = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let kind = r.u8()?;
+        let text = r.str()?;
+        let route = match kind {
+            0 => {
+                let (user, domain) = text.rsplit_once('@').ok_or_else(|| corrupt("bad local route"))?;
+                Route::Local {
+                    user: user.to_string(),
+                    domain: Domain::parse(domain).map_err(|_| corrupt("bad local route"))?,
+                }
+            }
+            1 => Route::Remote(Address::parse(&text).map_err(|_| corrupt("bad remote route"))?),
+            _ => return Err(corrupt("bad route kind")),
+        };
+        let status = match r.u8()? {
+            0 => Status::Pending,
+            1 => Status::Delivered,
+            2 => Status::Failed,
+            _ => return Err(corrupt("bad status")),
+        };
+        let attempts = r.u32()?;
+        let last_error = r.str()?;
+        recipients.push(Recipient { route, status, attempts, last_error });
+    }
+    Ok(Message { id, arrived, sender, size, chunks, next_attempt, recipients })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(store: &Store) -> Message {
+        Message {
+            id: store.new_id(),
+            arrived: 1000,
+            sender: Some(Address::parse("\"odd user\"@b.example").unwrap()),
+            size: 11,
+            chunks: 2,
+            next_attempt: 1000,
+            recipients: vec![
+                Recipient {
+                    route: Route::Local { user: "alice".into(), domain: Domain::parse("a.example").unwrap() },
+                    status: Status::Pending,
+                    attempts: 0,
+                    last_error: String::new(),
+                },
+                Recipient {
+                    route: Route::Remote(Address::parse("x@c.example").unwrap()),
+                    status: Status::Pending,
+                    attempts: 3,
+                    last_error: "451 try later".into(),
+                },
+            ],
+        }
+    }
+
+    fn body(store: &Store, id: QueueId) -> Vec<u8> {
+        let mut out = Vec::new();
+        store
+            .read_body(id, |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let m = sample(&store);
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+        assert!(decode(&encode(&m)[..20]).is_err());
+    }
+
+    #[test]
+    fn commit_read_update_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let mut m = sample(&store);
+        store.apply(&[Write::Chunk { id: m.id, n: 0, bytes: b"hello ".to_vec() }]).unwrap();
+        store.apply(&[Write::Commit { last: Some((1, b"world".to_vec())), message: m.clone() }]).unwrap();
+        assert_eq!(body(&store, m.id), b"hello world");
+        assert_eq!(store.due(999, 10, |_| false).unwrap(), (vec![], Some(1000)));
+        assert_eq!(store.due(1000, 10, |_| false).unwrap(), (vec![m.id], None));
+        assert_eq!(store.due(1000, 10, |id| id == m.id).unwrap(), (vec![], None));
+
+        m.recipients[0].status = Status::Delivered;
+        m.next_attempt = 2000;
+        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
+        assert_eq!(store.message(m.id).unwrap(), Some(m.clone()));
+        assert_eq!(store.due(1500, 10, |_| false).unwrap(), (vec![], Some(2000)));
+
+        m.recipients[1].status = Status::Failed;
+        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
+        assert_eq!(store.message(m.id).unwrap(), None);
+        assert!(body(&store, m.id).is_empty());
+        assert_eq!(store.due(u64::MAX, 10, |_| false).unwrap(), (vec![], None));
+    }
+
+    #[test]
+    fn orphan_pieces_are_removed_and_queued_messages_kept() {
+        // A restart runs the same sweep; a second open of one environment in
+        // one process is refused by heed, so the sweep is called directly.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let kept = sample(&store);
+        let orphan = store.new_id();
+        store.apply(&[Write::Commit { last: Some((0, b"kept".to_vec())), message: kept.clone() }]).unwrap();
+        store.apply(&[Write::Chunk { id: orphan, n: 0, bytes: b"lost".to_vec() }]).unwrap();
+        store.remove_orphan_chunks().unwrap();
+        assert_eq!(store.message(kept.id).unwrap(), Some(kept.clone()));
+        assert_eq!(body(&store, kept.id), b"kept");
+        assert!(body(&store, orphan).is_empty());
+    }
+
+    #[test]
+    fn full_map_is_reported_as_full_and_keeps_what_was_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let m = sample(&store);
+        store.apply(&[Write::Commit { last: Some((0, b"small".to_vec())), message: m.clone() }]).unwrap();
+        let big = sample(&store);
+        let err = store.apply(&[Write::Commit { last: Some((0, vec![0; 2 << 20])), message: big }]).unwrap_err();
+        assert!(matches!(err, StoreError::Full), "{err:?}");
+        assert_eq!(body(&store, m.id), b"small");
+    }
+}

@@ -1,0 +1,240 @@
+//! The DATA decoder: finds the end of a message and undoes dot-stuffing. Pure.
+//!
+//! The message ends only at `<CRLF>.<CRLF>` (the CRLF before the dot may be the
+//! one that ended the DATA command). A CR or LF that is not part of a CRLF pair
+//! fails the message: different servers disagree on what such a sequence means,
+//! and that disagreement is what SMTP smuggling exploits. After any failure the
+//! decoder keeps reading up to the real end, so the client and the server stay
+//! in step and nothing the client sent inside the message is taken for a command.
+
+/// Why a message was refused after its final dot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataError {
+    /// More than the size limit.
+    TooBig,
+    /// A CR or LF that is not part of a CRLF pair.
+    BareLineEnding,
+    /// A text line over 1000 octets including its CRLF (RFC 5321 4.5.3.1.6).
+    LineTooLong,
+}
+
+/// The longest text line, CRLF included.
+const MAX_LINE: usize = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// At the start of a line.
+    LineStart,
+    /// A dot at the start of a line.
+    Dot,
+    /// `.` CR at the start of a line: one LF more ends the message.
+    DotCr,
+    /// Inside a line.
+    Mid,
+    /// A CR inside a line (or after a stuffed dot).
+    Cr,
+}
+
+/// Streams the lines after `354` into message bytes; see the module docs.
+#[derive(Debug)]
+pub struct DataDecoder {
+    state: State,
+    line_len: usize,
+    size: u64,
+    max_size: u64,
+    failure: Option<DataError>,
+}
+
+impl DataDecoder {
+    /// A decoder that refuses messages over `max_size` bytes.
+    pub fn new(max_size: u64) -> DataDecoder {
+        DataDecoder { state: State::LineStart, line_len: 0, size: 0, max_size, failure: None }
+    }
+
+    /// Decodes `input`, appending message bytes (with CRLF line ends, dots
+    /// unstuffed) to `out` while the message is still acceptable.
+    ///
+    /// Returns how many bytes of `input` were used and whether the final dot was
+    /// seen; bytes after the final dot are left for the command reader.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == State::Mid {
+                // Fast path: copy up to the next CR or LF in one go.
+                let run = input[i..].iter().position(|&b| b == b'\r' || b == b'\n');
+                let n = run.unwrap_or(input.len() - i);
+                self.line_len += n;
+                if self.line_len > MAX_LINE - 2 {
+                    self.fail(DataError::LineTooLong);
+                }
+                self.emit(&input[i..i + n], out);
+                i += n;
+                if i == input.len() {
+                    break;
+                }
+            }
+            let b = input[i];
+            i += 1;
+            match (self.state, b) {
+                (State::LineStart, b'.') => {
+                    self.line_len = 1;
+                    self.state = State::Dot;
+                }
+                (State::DotCr, b'\n') => {
+                    self.state = State::LineStart;
+                    return (i, true);
+                }
+                (State::Cr, b'\n') => {
+                    self.emit(b"\r\n", out);
+                    self.line_len = 0;
+                    self.state = State::LineStart;
+                }
+                (State::Dot, b'\r') => self.state = State::DotCr,
+                (State::Cr | State::DotCr, b'\r') => {
+                    self.fail(DataError::BareLineEnding);
+                    self.state = State::Cr;
+                }
+                (_, b'\r') => self.state = State::Cr,
+                (_, b'\n') => {
+                    self.fail(DataError::BareLineEnding);
+                    self.state = State::Mid;
+                }
+                (state, other) => {
+                    if matches!(state, State::Cr | State::DotCr) {
+                        self.fail(DataError::BareLineEnding);
+                    }
+                    self.line_len += 1;
+                    self.emit(&[other], out);
+                    self.state = State::Mid;
+                }
+            }
+        }
+        (input.len(), false)
+    }
+
+    /// The outcome once the final dot was seen: the message size, or why it fails.
+    ///
+    /// # Errors
+    /// The first problem found in the message.
+    pub fn finish(&self) -> Result<u64, DataError> {
+        match self.failure {
+            Some(e) => Err(e),
+            None => Ok(self.size),
+        }
+    }
+
+    /// True once the message is known to fail; its bytes are being drained.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    fn fail(&mut self, e: DataError) {
+        self.failure.get_or_insert(e);
+    }
+
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.failure.is_some() || bytes.is_empty() {
+            return;
+        }
+        self.size += bytes.len() as u64;
+        if self.size > self.max_size {
+            self.fail(DataError::TooBig);
+            return;
+        }
+        out.extend_from_slice(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the decoder over `input` split into pieces of `step` bytes.
+    fn run(input: &[u8], step: usize, max: u64) -> (Result<Vec<u8>, DataError>, Option<usize>) {
+        let mut d = DataDecoder::new(max);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() {
+            let end = (pos + step).min(input.len());
+            let (used, done) = d.decode(&input[pos..end], &mut out);
+            pos += used;
+            if done {
+                return (d.finish().map(|_| out), Some(pos));
+            }
+        }
+        (d.finish().map(|_| out), None)
+    }
+
+    #[test]
+    fn table() {
+        type Case = (&'static [u8], Result<&'static [u8], DataError>, Option<usize>);
+        let cases: &[Case] = &[
+            (b".\r\n", Ok(b""), Some(3)),
+            (b"a\r\n.\r\n", Ok(b"a\r\n"), Some(6)),
+            (b"a\r\n.\r\nQUIT\r\n", Ok(b"a\r\n"), Some(6)),
+            (b"..x\r\n.\r\n", Ok(b".x\r\n"), Some(8)),
+            (b"..\r\n.\r\n", Ok(b".\r\n"), Some(7)),
+            (b"a\r\n..\r\n.\r\n", Ok(b"a\r\n.\r\n"), Some(10)),
+            (b"x.\r\n.\r\n", Ok(b"x.\r\n"), Some(7)),
+            (b"a\r\n\r\n.\r\n", Ok(b"a\r\n\r\n"), Some(8)),
+            // Smuggling: none of these end the message, and each fails it.
+            (b"a\n.\nMAIL FROM:<x@y>\r\n.\r\n", Err(DataError::BareLineEnding), Some(24)),
+            (b"a\r.\r\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\n.\r\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\r\n.\rb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\r\n.\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\r\r\n.\r\n", Err(DataError::BareLineEnding), Some(7)),
+            (b"a\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(8)),
+            (b"\n.\r\n", Err(DataError::BareLineEnding), None),
+            // Not finished yet.
+            (b"a\r\n.\r", Ok(b"a\r\n"), None),
+            (b"a\r\n.", Ok(b"a\r\n"), None),
+        ];
+        for &(input, ref want, want_end) in cases {
+            for step in [1, 2, 3, 7, input.len()] {
+                let (got, end) = run(input, step, 1000);
+                let got = got.as_deref().map_err(|e| *e);
+                assert_eq!(got, want.as_ref().map(|v| *v).map_err(|e| *e), "{input:?} step {step}");
+                assert_eq!(end, want_end, "{input:?} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_is_drained_to_the_final_dot() {
+        let mut msg = b"x".repeat(500);
+        msg.extend_from_slice(b"\r\n");
+        let mut input = msg.repeat(10);
+        input.extend_from_slice(b".\r\nQUIT\r\n");
+        let (got, end) = run(&input, 64, 1000);
+        assert_eq!(got, Err(DataError::TooBig));
+        assert_eq!(end, Some(input.len() - 6));
+    }
+
+    #[test]
+    fn exact_size_limit_is_accepted() {
+        let (got, _) = run(b"abc\r\n.\r\n", 3, 5);
+        assert_eq!(got, Ok(b"abc\r\n".to_vec()));
+        let (got, _) = run(b"abcd\r\n.\r\n", 3, 5);
+        assert_eq!(got, Err(DataError::TooBig));
+    }
+
+    #[test]
+    fn long_lines_are_refused() {
+        let mut ok = b"y".repeat(998);
+        ok.extend_from_slice(b"\r\n.\r\n");
+        assert!(run(&ok, 100, 1 << 20).0.is_ok());
+        let mut long = b"y".repeat(999);
+        long.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(run(&long, 100, 1 << 20).0, Err(DataError::LineTooLong));
+        let mut stuffed = b".".repeat(999);
+        stuffed.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(run(&stuffed, 100, 1 << 20).0, Err(DataError::LineTooLong));
+    }
+
+    #[test]
+    fn binary_bytes_pass_through() {
+        let (got, _) = run(b"\x00\xff\xfe\r\n.\r\n", 1, 100);
+        assert_eq!(got, Ok(b"\x00\xff\xfe\r\n".to_vec()));
+    }
+}
