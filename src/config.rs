@@ -66,12 +66,17 @@ pub struct Config {
     pub mail_root: PathBuf,
     /// The domain used for bounces and postmaster; always one of `domains`.
     pub primary_domain: String,
+    /// `[listen]`: the three SMTP listeners.
     pub listen: Listen,
+    /// `[tls]`: certificate files, or none for a self-signed certificate.
     pub tls: Tls,
+    /// `[relay]`: who may send to other domains without logging in.
     pub relay: Relay,
     /// The local domains, in file order.
     pub domains: Vec<DomainConfig>,
+    /// `[queue]`: retry and expiry schedule.
     pub queue: QueueConfig,
+    /// `[limits]`: sizes, counts and timeouts.
     pub limits: Limits,
 }
 
@@ -90,13 +95,16 @@ pub struct Listen {
 /// self-signed certificate in the data dir.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tls {
+    /// Certificate chain, PEM.
     pub cert: Option<PathBuf>,
+    /// Private key, PEM.
     pub key: Option<PathBuf>,
 }
 
 /// Who may relay without logging in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Relay {
+    /// Clients in these networks may relay without AUTH.
     pub trusted_networks: Vec<IpNet>,
 }
 
@@ -124,37 +132,49 @@ pub struct DomainConfig {
 /// Retry and expiry schedule of the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
+    /// Delay before the first retry (default 5m); later delays grow from it.
     pub retry_first: Duration,
+    /// Longest delay between retries (default 1h).
     pub retry_max: Duration,
+    /// Age at which a message is bounced (default 5d).
     pub lifetime: Duration,
+    /// Age at which the sender is told, once, that a message is delayed (default 4h).
     pub delay_notice: Duration,
 }
 
 /// Resource limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest message in bytes, advertised in SIZE (default 25M).
     pub max_message_size: u64,
+    /// Recipients per transaction (default 100).
     pub max_recipients: usize,
+    /// Simultaneous connections in total (default 100).
     pub max_connections: usize,
+    /// Simultaneous connections from one IP address (default 20).
     pub max_connections_per_ip: usize,
-    /// Bad commands in one session before `421`.
+    /// Bad commands in one session before `421` (default 10).
     pub max_errors: u32,
+    /// Wait for each command line (default 5m).
     pub command_timeout: Duration,
+    /// Wait for the whole DATA body (default 10m).
     pub data_timeout: Duration,
-    /// LMDB map size in bytes.
+    /// LMDB map size in bytes (default 1G on 64-bit, 256M on 32-bit).
     pub store_size: u64,
-    /// Threads for blocking disk work.
+    /// Threads for blocking disk work (default 2).
     pub delivery_workers: usize,
 }
 
 /// What is wrong with a config file, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The config file's path as given, or `"<embedded default>"`.
     pub file: String,
     /// 1-based; `None` when the problem has no place in the file (a missing key, an unreadable file).
     pub line: Option<usize>,
     /// Dotted path such as `limits.max_message_size`; empty for syntax and read errors.
     pub key: String,
+    /// What is wrong, in plain words, quoting the bad value.
     pub problem: String,
 }
 
@@ -1862,7 +1882,7 @@ mod tests {
         let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(config.hostname, "mail.example.com");
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/postern"));
-        assert_eq!(config.listen.mx.len(), 2);
+        assert_eq!(config.listen, Listen::default());
         assert_eq!(config.tls, Tls::default());
         assert_eq!(config.queue, QueueConfig::default());
         let mut limits = Limits::default();

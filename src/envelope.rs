@@ -25,13 +25,22 @@ impl Domain {
             return Err("domain too long");
         }
         if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or("unterminated address literal")?;
-            let ok = if inner.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("IPv6:")) {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or("unterminated address literal")?;
+            let ok = if inner
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("IPv6:"))
+            {
                 inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
             } else {
                 inner.parse::<std::net::Ipv4Addr>().is_ok()
             };
-            return if ok { Ok(Domain(s.to_ascii_lowercase())) } else { Err("bad address literal") };
+            return if ok {
+                Ok(Domain(s.to_ascii_lowercase()))
+            } else {
+                Err("bad address literal")
+            };
         }
         for label in s.split('.') {
             if label.is_empty() || label.len() > 63 {
@@ -71,7 +80,10 @@ pub struct Address {
 impl Address {
     /// Builds an address from parts already known to be valid.
     pub fn new(local: impl Into<String>, domain: Domain) -> Address {
-        Address { local: local.into(), domain }
+        Address {
+            local: local.into(),
+            domain,
+        }
     }
 
     /// Parses `local@domain` (no angle brackets).
@@ -206,15 +218,21 @@ fn parse_mailbox(s: &str) -> Result<(String, Option<Domain>), &'static str> {
 }
 
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~".contains(c)
+        || (!c.is_ascii() && !c.is_control())
 }
 
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 fn is_qtext_or_space(c: char) -> bool {
-    c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') || (!c.is_ascii() && !c.is_control())
+    c == ' '
+        || (c.is_ascii_graphic() && c != '"' && c != '\\')
+        || (!c.is_ascii() && !c.is_control())
 }
 
 /// Where one accepted recipient goes.
@@ -261,11 +279,23 @@ mod tests {
             ("<>", Ok(Path::Null)),
             ("<a@b.example>", mb("a", "b.example")),
             ("<A.B@Example.COM.>", mb("A.B", "example.com")),
-            ("<@relay.example,@x.example:u@d.example>", mb("u", "d.example")),
+            (
+                "<@relay.example,@x.example:u@d.example>",
+                mb("u", "d.example"),
+            ),
             ("<\"john doe\"@d.example>", mb("john doe", "d.example")),
-            ("<\"a@evil.example\"@d.example>", mb("a@evil.example", "d.example")),
-            ("<user%evil.example@d.example>", mb("user%evil.example", "d.example")),
-            ("<evil.example!user@d.example>", mb("evil.example!user", "d.example")),
+            (
+                "<\"a@evil.example\"@d.example>",
+                mb("a@evil.example", "d.example"),
+            ),
+            (
+                "<user%evil.example@d.example>",
+                mb("user%evil.example", "d.example"),
+            ),
+            (
+                "<evil.example!user@d.example>",
+                mb("evil.example!user", "d.example"),
+            ),
             ("<u@[192.0.2.1]>", mb("u", "[192.0.2.1]")),
             ("<u@[IPv6:::1]>", mb("u", "[ipv6:::1]")),
             ("<用户@例子.example>", mb("用户", "例子.example")),
@@ -276,12 +306,18 @@ mod tests {
             ("<a@@b.example>", Err("bad local part")),
             ("<a..b@c.example>", Err("bad local part")),
             ("<.a@c.example>", Err("bad local part")),
-            ("<a@-c.example>", Err("domain label starts or ends with '-'")),
+            (
+                "<a@-c.example>",
+                Err("domain label starts or ends with '-'"),
+            ),
             ("<a@c..example>", Err("bad domain label")),
             ("<a b@c.example>", Err("bad local part")),
             ("<a@c_d.example>", Err("bad character in domain")),
             ("<a@[300.1.1.1]>", Err("bad address literal")),
-            ("<\"unterminated@c.example>", Err("unterminated quoted local part")),
+            (
+                "<\"unterminated@c.example>",
+                Err("unterminated quoted local part"),
+            ),
             ("<\"\"@c.example>", Err("empty local part")),
             ("<@relay.example:>", Err("bad local part")),
             ("<@:u@d.example>", Err("empty domain")),
@@ -295,8 +331,14 @@ mod tests {
     #[test]
     fn display_quotes_when_needed() {
         let d = Domain::parse("d.example").unwrap();
-        assert_eq!(Address::new("plain.user", d.clone()).to_string(), "plain.user@d.example");
-        assert_eq!(Address::new("john doe", d.clone()).to_string(), "\"john doe\"@d.example");
+        assert_eq!(
+            Address::new("plain.user", d.clone()).to_string(),
+            "plain.user@d.example"
+        );
+        assert_eq!(
+            Address::new("john doe", d.clone()).to_string(),
+            "\"john doe\"@d.example"
+        );
         assert_eq!(Address::new("a\"b", d).to_string(), "\"a\\\"b\"@d.example");
     }
 

@@ -68,8 +68,16 @@ impl Drop for Slot {
 
 impl Connections {
     /// Takes a place for a client, or says which limit is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, max_per_ip: usize) -> Result<Slot, fn(&str) -> Reply> {
-        let mut map = self.per_ip.lock().map_err(|_| reply::too_many_connections as fn(&str) -> Reply)?;
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max: usize,
+        max_per_ip: usize,
+    ) -> Result<Slot, fn(&str) -> Reply> {
+        let mut map = self
+            .per_ip
+            .lock()
+            .map_err(|_| reply::too_many_connections as fn(&str) -> Reply)?;
         if self.total.load(Ordering::SeqCst) >= max {
             return Err(reply::too_many_connections);
         }
@@ -79,7 +87,10 @@ impl Connections {
         }
         *n += 1;
         self.total.fetch_add(1, Ordering::SeqCst);
-        Ok(Slot { conns: Arc::clone(self), ip })
+        Ok(Slot {
+            conns: Arc::clone(self),
+            ip,
+        })
     }
 }
 
@@ -94,7 +105,11 @@ pub struct Server {
 impl Server {
     /// A server over an open queue.
     pub fn new(settings: SharedSettings, queue: Arc<Queue>) -> Arc<Server> {
-        Arc::new(Server { settings, queue, conns: Arc::default() })
+        Arc::new(Server {
+            settings,
+            queue,
+            conns: Arc::default(),
+        })
     }
 
     fn settings(&self) -> Arc<Settings> {
@@ -113,20 +128,27 @@ impl Server {
         let listen = &settings.config.listen;
         let mut out = Vec::new();
         for addr in &listen.mx {
-            let l = TcpListener::bind(*addr)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (mx): {e}")))?;
+            let l = TcpListener::bind(*addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr} (mx): {e}"))
+            })?;
             log::info!("listening on {} (mx)", l.local_addr()?);
             out.push((l, Port::Mx));
         }
         for addr in listen.submission.iter().chain(&listen.submissions) {
-            log::warn!("not listening on {addr}: submission needs TLS and AUTH, which this build does not have yet");
+            log::warn!(
+                "not listening on {addr}: submission needs TLS and AUTH, which this build does not have yet"
+            );
         }
         Ok(out)
     }
 
     /// Accepts connections on `listener` forever, one task each.
-    pub async fn serve(self: Arc<Self>, ex: Arc<Executor<'static>>, listener: TcpListener, port: Port) {
+    pub async fn serve(
+        self: Arc<Self>,
+        ex: Arc<Executor<'static>>,
+        listener: TcpListener,
+        port: Port,
+    ) {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -139,7 +161,8 @@ impl Server {
                 }
             };
             let server = Arc::clone(&self);
-            ex.spawn(async move { server.connection(stream, peer, port).await }).detach();
+            ex.spawn(async move { server.connection(stream, peer, port).await })
+                .detach();
         }
     }
 
@@ -147,16 +170,23 @@ impl Server {
         let settings = self.settings();
         let limits = &settings.config.limits;
         let ip = peer.ip();
-        let _slot = match self.conns.admit(ip, limits.max_connections, limits.max_connections_per_ip) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                let mut out = Vec::new();
-                refusal(&settings.config.hostname).write_to(&mut out);
-                let _ = stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
-                log::info!("refused connection from {ip}: too many connections");
-                return;
-            }
-        };
+        let _slot =
+            match self
+                .conns
+                .admit(ip, limits.max_connections, limits.max_connections_per_ip)
+            {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    let mut out = Vec::new();
+                    refusal(&settings.config.hostname).write_to(&mut out);
+                    let _ = stream
+                        .write_all(&out)
+                        .or(timeout(Duration::from_secs(10)))
+                        .await;
+                    log::info!("refused connection from {ip}: too many connections");
+                    return;
+                }
+            };
         log::debug!("connection from {peer}");
         let mut conn = Conn {
             stream,
@@ -165,12 +195,23 @@ impl Server {
             command_timeout: limits.command_timeout,
             data_timeout: limits.data_timeout,
         };
-        match conn.run(Session::new(Arc::clone(&settings), ip), &settings, &self.queue).await {
+        match conn
+            .run(
+                Session::new(Arc::clone(&settings), ip),
+                &settings,
+                &self.queue,
+            )
+            .await
+        {
             Ok(()) => log::debug!("connection from {peer} closed"),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 let mut out = Vec::new();
                 reply::timeout(&settings.config.hostname).write_to(&mut out);
-                let _ = conn.stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
+                let _ = conn
+                    .stream
+                    .write_all(&out)
+                    .or(timeout(Duration::from_secs(10)))
+                    .await;
                 log::info!("connection from {peer} timed out");
             }
             Err(e) => log::debug!("connection from {peer} ended: {e}"),
@@ -208,8 +249,9 @@ impl InBuf {
 enum Line {
     /// A complete line (without CRLF) of `len` bytes, `used` with its ending.
     Complete { len: usize, used: usize },
-    /// A line over the limit ending here; `used` bytes to drop.
-    TooLong { used: usize },
+    /// A line over the limit; `used` bytes to drop, and whether its end is
+    /// among them.
+    TooLong { used: usize, ended: bool },
     /// Not complete yet.
     Partial,
 }
@@ -230,10 +272,17 @@ impl Conn {
         }
         let start = self.inbuf.data.len();
         self.inbuf.data.resize(start + READ_SIZE, 0);
-        let n = self.stream.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await;
+        let n = self
+            .stream
+            .read(&mut self.inbuf.data[start..])
+            .or(timeout(limit))
+            .await;
         self.inbuf.data.truncate(start + *n.as_ref().unwrap_or(&0));
         match n? {
-            0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection")),
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client closed the connection",
+            )),
             _ => Ok(()),
         }
     }
@@ -249,19 +298,34 @@ impl Conn {
 
     fn next_line(&self) -> Line {
         let buf = self.inbuf.unread();
-        let window = &buf[..buf.len().min(MAX_COMMAND_LINE)];
-        match window.iter().position(|&b| b == b'\n') {
-            Some(lf) => {
-                let len = if lf > 0 && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(lf) if lf < MAX_COMMAND_LINE => {
+                let len = if lf > 0 && buf[lf - 1] == b'\r' {
+                    lf - 1
+                } else {
+                    lf
+                };
                 Line::Complete { len, used: lf + 1 }
             }
-            None if buf.len() >= MAX_COMMAND_LINE => Line::TooLong { used: buf.len() },
+            Some(lf) => Line::TooLong {
+                used: lf + 1,
+                ended: true,
+            },
+            None if buf.len() >= MAX_COMMAND_LINE => Line::TooLong {
+                used: buf.len(),
+                ended: false,
+            },
             None => Line::Partial,
         }
     }
 
     /// The session loop: commands until QUIT, an error, or the client leaves.
-    async fn run(&mut self, mut session: Session, settings: &Settings, queue: &Queue) -> io::Result<()> {
+    async fn run(
+        &mut self,
+        mut session: Session,
+        settings: &Settings,
+        queue: &Queue,
+    ) -> io::Result<()> {
         session.greeting().write_to(&mut self.out);
         self.flush().await?;
         let mut discarding = false;
@@ -273,16 +337,20 @@ impl Conn {
                     self.read_more(self.command_timeout).await?;
                     continue;
                 }
-                Line::TooLong { used } => {
+                Line::TooLong { used, ended: false } => {
                     self.inbuf.consume(used);
                     discarding = true;
                     self.flush().await?;
                     self.read_more(self.command_timeout).await?;
                     continue;
                 }
-                Line::Complete { used, .. } if discarding => {
+                Line::TooLong { used, ended: true } | Line::Complete { used, .. } if discarding => {
                     self.inbuf.consume(used);
                     discarding = false;
+                    session.line_too_long()
+                }
+                Line::TooLong { used, ended: true } => {
+                    self.inbuf.consume(used);
                     session.line_too_long()
                 }
                 Line::Complete { len, used } => {
@@ -309,7 +377,12 @@ impl Conn {
 
     /// Reads one message after `354`, storing it piece by piece, and returns
     /// the reply to its final dot.
-    async fn data(&mut self, session: &mut Session, settings: &Settings, queue: &Queue) -> io::Result<Reply> {
+    async fn data(
+        &mut self,
+        session: &mut Session,
+        settings: &Settings,
+        queue: &Queue,
+    ) -> io::Result<Reply> {
         let config = &settings.config;
         let id = queue.new_id();
         let arrived = SystemTime::now();
@@ -336,7 +409,14 @@ impl Conn {
                 body.clear();
             } else if body.len() >= CHUNK {
                 let piece = std::mem::replace(&mut body, Vec::with_capacity(CHUNK));
-                match queue.write(Write::Chunk { id, n: stored, bytes: piece }).await {
+                match queue
+                    .write(Write::Chunk {
+                        id,
+                        n: stored,
+                        bytes: piece,
+                    })
+                    .await
+                {
                     Ok(()) => stored += 1,
                     Err(e) => store_error = Some(e),
                 }
@@ -393,9 +473,19 @@ impl Conn {
                 })
                 .collect(),
         };
-        match queue.write(Write::Commit { last: Some((stored, body)), message }).await {
+        match queue
+            .write(Write::Commit {
+                last: Some((stored, body)),
+                message,
+            })
+            .await
+        {
             Ok(()) => {
-                let to: Vec<String> = envelope.recipients.iter().map(|r| format!("<{}>", r.address())).collect();
+                let to: Vec<String> = envelope
+                    .recipients
+                    .iter()
+                    .map(|r| format!("<{}>", r.address()))
+                    .collect();
                 log::info!(
                     target: "mail",
                     "id={id} from=<{}> to={} size={} client=[{}] helo={} status=accepted",

@@ -71,7 +71,10 @@ impl Queue {
     /// When the store cannot be opened.
     pub fn open(settings: &Settings) -> Result<Queue, StoreError> {
         let config = &settings.config;
-        let store = Arc::new(Store::open(&config.data_dir.join("queue"), config.limits.store_size)?);
+        let store = Arc::new(Store::open(
+            &config.data_dir.join("queue"),
+            config.limits.store_size,
+        )?);
         let (writes, rx) = channel::unbounded::<(Write, Done)>();
         let committer_store = Arc::clone(&store);
         thread::Builder::new()
@@ -79,7 +82,12 @@ impl Queue {
             .spawn(move || committer(&committer_store, &rx))
             .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
         let (events, events_rx) = channel::unbounded();
-        Ok(Queue { store, writes, events, events_rx })
+        Ok(Queue {
+            store,
+            writes,
+            events,
+            events_rx,
+        })
     }
 
     /// The store, for reads.
@@ -102,8 +110,14 @@ impl Queue {
         let done: Done = Box::new(move |r| {
             let _ = tx.try_send(r);
         });
-        self.writes.send((w, done)).await.map_err(|_| StoreError::Other("the committer has stopped".into()))?;
-        let r = rx.recv().await.unwrap_or_else(|_| Err(StoreError::Other("the committer has stopped".into())));
+        self.writes
+            .send((w, done))
+            .await
+            .map_err(|_| StoreError::Other("the committer has stopped".into()))?;
+        let r = rx
+            .recv()
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Other("the committer has stopped".into())));
         if wakes && r.is_ok() {
             let _ = self.events.try_send(Event::Wake);
         }
@@ -113,29 +127,39 @@ impl Queue {
     /// Runs the delivery loop until the process ends: looks for due messages
     /// and hands them to `workers` delivery threads.
     pub async fn run(self: Arc<Queue>, settings: SharedSettings) {
-        let workers = settings.read().map(|s| s.config.limits.delivery_workers).unwrap_or(2).max(1);
+        let workers = settings
+            .read()
+            .map(|s| s.config.limits.delivery_workers)
+            .unwrap_or(2)
+            .max(1);
         let (jobs, jobs_rx) = channel::bounded::<QueueId>(workers);
         for n in 0..workers {
             let queue = Arc::clone(&self);
             let settings = Arc::clone(&settings);
             let jobs_rx = jobs_rx.clone();
-            let spawned = thread::Builder::new().name(format!("deliver-{n}")).spawn(move || {
-                let mut rng = Jitter::new(n as u64);
-                while let Ok(id) = jobs_rx.recv_blocking() {
-                    let current = settings.read().map(|s| Arc::clone(&*s)).ok();
-                    match current {
-                        Some(s) => queue.attempt(id, &s, &mut rng),
-                        None => queue.finished(id),
+            let spawned = thread::Builder::new()
+                .name(format!("deliver-{n}"))
+                .spawn(move || {
+                    let mut rng = Jitter::new(n as u64);
+                    while let Ok(id) = jobs_rx.recv_blocking() {
+                        let current = settings.read().map(|s| Arc::clone(&*s)).ok();
+                        match current {
+                            Some(s) => queue.attempt(id, &s, &mut rng),
+                            None => queue.finished(id),
+                        }
                     }
-                }
-            });
+                });
             if let Err(e) = spawned {
                 log::error!("cannot start a delivery thread: {e}");
             }
         }
         let mut busy: HashSet<QueueId> = HashSet::new();
         loop {
-            let scan = self.store.due(unix_now(), SCAN_WINDOW.min(workers * 4), |id| busy.contains(&id));
+            let scan = self
+                .store
+                .due(unix_now(), SCAN_WINDOW.min(workers * 4), |id| {
+                    busy.contains(&id)
+                });
             let next_due = match scan {
                 Ok((ids, next)) => {
                     let mut next = next;
@@ -204,23 +228,25 @@ impl Queue {
             }
             let route = message.recipients[i].route.clone();
             let result = match &route {
-                Route::Local { user, domain } if !settings.accounts.is_user(user, domain) => {
-                    Err(DeliveryError::Permanent(format!("mailbox {user}@{domain} no longer exists")))
-                }
+                Route::Local { user, domain } if !settings.accounts.is_user(user, domain) => Err(
+                    DeliveryError::Permanent(format!("mailbox {user}@{domain} no longer exists")),
+                ),
                 Route::Local { user, domain } => {
                     let dir = maildir::path(&config.mail_root, domain.as_str(), user);
                     let headers = delivery_headers(sender.as_deref(), &route.address());
                     maildir::deliver(&dir, &config.hostname, &headers, message.size, |w| {
-                        self.store.read_body(id, |piece| w.write_all(piece)).map_err(|e| match e {
-                            store::ReadError::Io(io) => io,
-                            store::ReadError::Store(s) => std::io::Error::other(s.to_string()),
-                        })
+                        self.store
+                            .read_body(id, |piece| w.write_all(piece))
+                            .map_err(|e| match e {
+                                store::ReadError::Io(io) => io,
+                                store::ReadError::Store(s) => std::io::Error::other(s.to_string()),
+                            })
                     })
                     .map(|path| path.display().to_string())
                 }
-                Route::Remote(_) => {
-                    Err(DeliveryError::Transient("outbound delivery to other domains is not available yet".into()))
-                }
+                Route::Remote(_) => Err(DeliveryError::Transient(
+                    "outbound delivery to other domains is not available yet".into(),
+                )),
             };
             let r = &mut message.recipients[i];
             r.attempts += 1;
@@ -256,7 +282,11 @@ impl Queue {
             }
             queue.finished(id);
         });
-        if self.writes.send_blocking((Write::Update { message }, done)).is_err() {
+        if self
+            .writes
+            .send_blocking((Write::Update { message }, done))
+            .is_err()
+        {
             log::error!("the committer has stopped");
         }
     }
@@ -264,7 +294,12 @@ impl Queue {
 
 /// The most attempts among recipients still pending.
 fn pending_attempts(m: &Message) -> u32 {
-    m.recipients.iter().filter(|r| r.status == Status::Pending).map(|r| r.attempts).max().unwrap_or(0)
+    m.recipients
+        .iter()
+        .filter(|r| r.status == Status::Pending)
+        .map(|r| r.attempts)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The committer: takes every write waiting, commits them together, then
@@ -291,7 +326,9 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
                     d(store.apply(std::slice::from_ref(w)));
                 }
             }
-            Err(e) => dones.into_iter().for_each(|d| d(Err(StoreError::from_ref(&e)))),
+            Err(e) => dones
+                .into_iter()
+                .for_each(|d| d(Err(StoreError::from_ref(&e)))),
         }
     }
 }
@@ -311,8 +348,12 @@ struct Jitter(u64);
 impl Jitter {
     fn new(salt: u64) -> Jitter {
         static SEED: AtomicU64 = AtomicU64::new(0);
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
-        let s = t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let s =
+            t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Jitter((s ^ SEED.fetch_add(1, Ordering::Relaxed)) | 1)
     }
 

@@ -117,7 +117,10 @@ pub enum Write {
     /// Store a piece of a message that is still arriving.
     Chunk { id: QueueId, n: u32, bytes: Vec<u8> },
     /// Queue a message: its last piece and its record, due now.
-    Commit { last: Option<(u32, Vec<u8>)>, message: Message },
+    Commit {
+        last: Option<(u32, Vec<u8>)>,
+        message: Message,
+    },
     /// Drop the pieces of a message that was not accepted.
     Discard { id: QueueId },
     /// Save a message's new state after a delivery attempt; removes it when no
@@ -148,13 +151,18 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.env.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.env.path())
+            .finish()
     }
 }
 
 /// Unix time now, in seconds.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn due_key(at: u64, id: QueueId) -> [u8; 16] {
@@ -177,8 +185,10 @@ impl Store {
     /// # Errors
     /// When the directory cannot be created or LMDB refuses to open it.
     pub fn open(dir: &Path, map_size: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
-        let map_size = usize::try_from(map_size).map_err(|_| StoreError::Other("store size too large".into()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
+        let map_size = usize::try_from(map_size)
+            .map_err(|_| StoreError::Other("store size too large".into()))?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_size).max_dbs(4).max_readers(126);
         // SAFETY: LMDB requires that the environment is not opened twice in one
@@ -186,7 +196,8 @@ impl Store {
         // module opens it, once per data dir, and the CLI talks to the server
         // instead of opening the store while the server runs.
         #[allow(unsafe_code)]
-        let env = unsafe { options.open(dir) }.map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
+        let env = unsafe { options.open(dir) }
+            .map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
         let env: &'static Env<WithoutTls> = Box::leak(Box::new(env));
         let wtxn = env.write_txn()?;
         let (messages, chunks, due) = env
@@ -197,15 +208,34 @@ impl Store {
                 Ok(CommitOrAbort::<_, ()>::Commit((m, c, d)))
             })?
             .unwrap_commit();
-        let store = Store { env, messages, chunks, due, next_id: AtomicU64::new(0) };
+        let store = Store {
+            env,
+            messages,
+            chunks,
+            due,
+            next_id: AtomicU64::new(0),
+        };
         let last = {
             let rtxn = env.read_txn()?;
-            let last = store.messages.last(&rtxn)?.map(|(k, _)| key_u64(k)).unwrap_or(0);
-            let last_chunk = store.chunks.last(&rtxn)?.map(|(k, _)| key_u64(k)).unwrap_or(0);
+            let last = store
+                .messages
+                .last(&rtxn)?
+                .map(|(k, _)| key_u64(k))
+                .unwrap_or(0);
+            let last_chunk = store
+                .chunks
+                .last(&rtxn)?
+                .map(|(k, _)| key_u64(k))
+                .unwrap_or(0);
             last.max(last_chunk)
         };
-        let now_micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-        store.next_id.store(now_micros.max(last + 1), Ordering::SeqCst);
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        store
+            .next_id
+            .store(now_micros.max(last + 1), Ordering::SeqCst);
         store.remove_orphan_chunks()?;
         Ok(store)
     }
@@ -222,7 +252,8 @@ impl Store {
         for item in self.chunks.iter(&wtxn)? {
             let (k, _) = item?;
             let id = key_u64(k);
-            if orphans.last() != Some(&id) && self.messages.get(&wtxn, &id.to_be_bytes())?.is_none() {
+            if orphans.last() != Some(&id) && self.messages.get(&wtxn, &id.to_be_bytes())?.is_none()
+            {
                 orphans.push(id);
             }
         }
@@ -256,8 +287,10 @@ impl Store {
                 if let Some((n, bytes)) = last {
                     self.chunks.put(wtxn, &chunk_key(message.id, *n), bytes)?;
                 }
-                self.messages.put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
-                self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
+                self.messages
+                    .put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
+                self.due
+                    .put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
             }
             Write::Discard { id } => self.delete_chunks(wtxn, *id)?,
             Write::Update { message } => {
@@ -267,9 +300,14 @@ impl Store {
                 };
                 let old = decode(old)?;
                 self.due.delete(wtxn, &due_key(old.next_attempt, old.id))?;
-                if message.recipients.iter().any(|r| r.status == Status::Pending) {
+                if message
+                    .recipients
+                    .iter()
+                    .any(|r| r.status == Status::Pending)
+                {
                     self.messages.put(wtxn, &key, &encode(message))?;
-                    self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
+                    self.due
+                        .put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
                 } else {
                     self.messages.delete(wtxn, &key)?;
                     self.delete_chunks(wtxn, message.id)?;
@@ -324,7 +362,10 @@ impl Store {
     /// On LMDB failure or a corrupt record.
     pub fn message(&self, id: QueueId) -> Result<Option<Message>, StoreError> {
         let rtxn = self.env.read_txn()?;
-        self.messages.get(&rtxn, &id.0.to_be_bytes())?.map(decode).transpose()
+        self.messages
+            .get(&rtxn, &id.0.to_be_bytes())?
+            .map(decode)
+            .transpose()
     }
 
     /// Every queued message's record, oldest first.
@@ -349,9 +390,16 @@ impl Store {
         id: QueueId,
         mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), ReadError> {
-        let rtxn: RoTxn<'_, WithoutTls> = self.env.read_txn().map_err(|e| ReadError::Store(e.into()))?;
+        let rtxn: RoTxn<'_, WithoutTls> = self
+            .env
+            .read_txn()
+            .map_err(|e| ReadError::Store(e.into()))?;
         let prefix = id.0.to_be_bytes();
-        for item in self.chunks.prefix_iter(&rtxn, &prefix).map_err(|e| ReadError::Store(e.into()))? {
+        for item in self
+            .chunks
+            .prefix_iter(&rtxn, &prefix)
+            .map_err(|e| ReadError::Store(e.into()))?
+        {
             let (_, bytes) = item.map_err(|e| ReadError::Store(e.into()))?;
             f(bytes).map_err(ReadError::Io)?;
         }
@@ -369,7 +417,10 @@ pub enum ReadError {
 }
 
 fn key_u64(k: &[u8]) -> u64 {
-    k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+    k.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
 }
 
 // The record format: a version byte, then fixed-width big-endian integers and
@@ -390,7 +441,13 @@ pub fn encode(m: &Message) -> Vec<u8> {
     out.extend_from_slice(&m.size.to_be_bytes());
     out.extend_from_slice(&m.chunks.to_be_bytes());
     out.extend_from_slice(&m.next_attempt.to_be_bytes());
-    put_str(&mut out, &m.sender.as_ref().map(Address::to_string).unwrap_or_default());
+    put_str(
+        &mut out,
+        &m.sender
+            .as_ref()
+            .map(Address::to_string)
+            .unwrap_or_default(),
+    );
     out.extend_from_slice(&(m.recipients.len() as u32).to_be_bytes());
     for r in &m.recipients {
         let (kind, text) = match &r.route {
@@ -425,14 +482,19 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, StoreError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
     fn str(&mut self) -> Result<String, StoreError> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| StoreError::Other("corrupt queue record: bad UTF-8".into()))
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| StoreError::Other("corrupt queue record: bad UTF-8".into()))
     }
 }
 
@@ -465,7 +527,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
         let text = r.str()?;
         let route = match kind {
             0 => {
-                let (user, domain) = text.rsplit_once('@').ok_or_else(|| corrupt("bad local route"))?;
+                let (user, domain) = text
+                    .rsplit_once('@')
+                    .ok_or_else(|| corrupt("bad local route"))?;
                 Route::Local {
                     user: user.to_string(),
                     domain: Domain::parse(domain).map_err(|_| corrupt("bad local route"))?,
@@ -482,9 +546,22 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
         };
         let attempts = r.u32()?;
         let last_error = r.str()?;
-        recipients.push(Recipient { route, status, attempts, last_error });
+        recipients.push(Recipient {
+            route,
+            status,
+            attempts,
+            last_error,
+        });
     }
-    Ok(Message { id, arrived, sender, size, chunks, next_attempt, recipients })
+    Ok(Message {
+        id,
+        arrived,
+        sender,
+        size,
+        chunks,
+        next_attempt,
+        recipients,
+    })
 }
 
 #[cfg(test)]
@@ -501,7 +578,10 @@ mod tests {
             next_attempt: 1000,
             recipients: vec![
                 Recipient {
-                    route: Route::Local { user: "alice".into(), domain: Domain::parse("a.example").unwrap() },
+                    route: Route::Local {
+                        user: "alice".into(),
+                        domain: Domain::parse("a.example").unwrap(),
+                    },
                     status: Status::Pending,
                     attempts: 0,
                     last_error: String::new(),
@@ -541,21 +621,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let mut m = sample(&store);
-        store.apply(&[Write::Chunk { id: m.id, n: 0, bytes: b"hello ".to_vec() }]).unwrap();
-        store.apply(&[Write::Commit { last: Some((1, b"world".to_vec())), message: m.clone() }]).unwrap();
+        store
+            .apply(&[Write::Chunk {
+                id: m.id,
+                n: 0,
+                bytes: b"hello ".to_vec(),
+            }])
+            .unwrap();
+        store
+            .apply(&[Write::Commit {
+                last: Some((1, b"world".to_vec())),
+                message: m.clone(),
+            }])
+            .unwrap();
         assert_eq!(body(&store, m.id), b"hello world");
         assert_eq!(store.due(999, 10, |_| false).unwrap(), (vec![], Some(1000)));
         assert_eq!(store.due(1000, 10, |_| false).unwrap(), (vec![m.id], None));
-        assert_eq!(store.due(1000, 10, |id| id == m.id).unwrap(), (vec![], None));
+        assert_eq!(
+            store.due(1000, 10, |id| id == m.id).unwrap(),
+            (vec![], None)
+        );
 
         m.recipients[0].status = Status::Delivered;
         m.next_attempt = 2000;
-        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
+        store
+            .apply(&[Write::Update { message: m.clone() }])
+            .unwrap();
         assert_eq!(store.message(m.id).unwrap(), Some(m.clone()));
-        assert_eq!(store.due(1500, 10, |_| false).unwrap(), (vec![], Some(2000)));
+        assert_eq!(
+            store.due(1500, 10, |_| false).unwrap(),
+            (vec![], Some(2000))
+        );
 
         m.recipients[1].status = Status::Failed;
-        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
+        store
+            .apply(&[Write::Update { message: m.clone() }])
+            .unwrap();
         assert_eq!(store.message(m.id).unwrap(), None);
         assert!(body(&store, m.id).is_empty());
         assert_eq!(store.due(u64::MAX, 10, |_| false).unwrap(), (vec![], None));
@@ -569,8 +670,19 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let kept = sample(&store);
         let orphan = store.new_id();
-        store.apply(&[Write::Commit { last: Some((0, b"kept".to_vec())), message: kept.clone() }]).unwrap();
-        store.apply(&[Write::Chunk { id: orphan, n: 0, bytes: b"lost".to_vec() }]).unwrap();
+        store
+            .apply(&[Write::Commit {
+                last: Some((0, b"kept".to_vec())),
+                message: kept.clone(),
+            }])
+            .unwrap();
+        store
+            .apply(&[Write::Chunk {
+                id: orphan,
+                n: 0,
+                bytes: b"lost".to_vec(),
+            }])
+            .unwrap();
         store.remove_orphan_chunks().unwrap();
         assert_eq!(store.message(kept.id).unwrap(), Some(kept.clone()));
         assert_eq!(body(&store, kept.id), b"kept");
@@ -582,9 +694,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let m = sample(&store);
-        store.apply(&[Write::Commit { last: Some((0, b"small".to_vec())), message: m.clone() }]).unwrap();
+        store
+            .apply(&[Write::Commit {
+                last: Some((0, b"small".to_vec())),
+                message: m.clone(),
+            }])
+            .unwrap();
         let big = sample(&store);
-        let err = store.apply(&[Write::Commit { last: Some((0, vec![0; 2 << 20])), message: big }]).unwrap_err();
+        let err = store
+            .apply(&[Write::Commit {
+                last: Some((0, vec![0; 2 << 20])),
+                message: big,
+            }])
+            .unwrap_err();
         assert!(matches!(err, StoreError::Full), "{err:?}");
         assert_eq!(body(&store, m.id), b"small");
     }

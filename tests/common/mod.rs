@@ -1,0 +1,322 @@
+//! The end-to-end harness: starts the real `postern` binary on 127.0.0.1:0 with
+//! a config in a temp dir, reads its log, and talks to it with real clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running server and its temp dir.
+pub struct Postern {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// The config every test starts from; `extra` is appended (tables only).
+pub fn config_text(dir: &Path, top: &str, extra: &str) -> String {
+    format!(
+        r#"hostname = "mx.test.example"
+data_dir = "{data}"
+mail_root = "{mail}"
+{top}
+[listen]
+mx = ["127.0.0.1:0"]
+submission = []
+submissions = []
+
+[domains."example.com"]
+users = {{ alice = "", bob = "" }}
+aliases = {{ team = ["alice", "bob"], fwd = "someone@elsewhere.example" }}
+
+[domains."example.org"]
+users = {{ carol = "" }}
+{extra}
+"#,
+        data = dir.join("data").display(),
+        mail = dir.join("mail").display(),
+    )
+}
+
+impl Postern {
+    /// Starts a server with the default test config plus `extra` tables.
+    pub fn start(extra: &str) -> Postern {
+        Postern::start_with("", extra)
+    }
+
+    /// Starts a server; `top` adds top-level keys, `extra` adds tables.
+    pub fn start_with(top: &str, extra: &str) -> Postern {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("postern.toml");
+        std::fs::write(&config, config_text(dir.path(), top, extra)).expect("write config");
+        let (child, log, addr) = spawn(&config);
+        Postern {
+            dir,
+            config,
+            addr,
+            child,
+            log,
+        }
+    }
+
+    /// Kills the server with SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server and starts it again on the same config and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, log, addr) = spawn(&self.config);
+        self.child = child;
+        self.log = log;
+        self.addr = addr;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Waits until a log line contains every one of `parts`, and returns it.
+    pub fn wait_log(&self, parts: &[&str]) -> String {
+        wait_for(
+            &format!(
+                "a log line with {parts:?}\nlog so far:\n{}",
+                self.log_text()
+            ),
+            || {
+                let log = self.log.lock().ok()?;
+                log.iter()
+                    .find(|l| parts.iter().all(|p| l.contains(p)))
+                    .cloned()
+            },
+        )
+    }
+
+    /// How many log lines contain every one of `parts`.
+    pub fn count_log(&self, parts: &[&str]) -> usize {
+        let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        log.iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    pub fn mail_root(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
+    /// The files in a user's `new/`.
+    pub fn inbox(&self, domain: &str, user: &str) -> Vec<PathBuf> {
+        let dir = self.mail_root().join(domain).join(user).join("new");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        files
+    }
+
+    /// Waits until a user's `new/` holds `n` files, and returns them.
+    pub fn wait_inbox(&self, domain: &str, user: &str, n: usize) -> Vec<PathBuf> {
+        wait_for(
+            &format!(
+                "{n} messages for {user}@{domain}\nlog:\n{}",
+                self.log_text()
+            ),
+            || {
+                let files = self.inbox(domain, user);
+                (files.len() >= n).then_some(files)
+            },
+        )
+    }
+
+    /// A raw client connection, past the greeting.
+    pub fn raw(&self) -> Raw {
+        let mut r = Raw::connect(self.addr);
+        let greeting = r.reply();
+        assert!(greeting.starts_with("220 "), "greeting {greeting:?}");
+        r
+    }
+
+    /// Runs a Python script with `PORT` set to the server's port; returns stdout.
+    pub fn python(&self, script: &str) -> String {
+        python(
+            script,
+            &[
+                ("PORT", &self.port().to_string()),
+                ("MAILROOT", &self.mail_root().display().to_string()),
+            ],
+        )
+    }
+}
+
+impl Drop for Postern {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start postern");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("POSTERN_TEST_LOG").is_some() {
+                eprintln!("{line}");
+            }
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+        }
+    });
+    let addr = wait_for("the server to log its mx address", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "postern exited early with {status}: {}",
+                log.lock().map(|l| l.join("\n")).unwrap_or_default()
+            );
+        }
+        let l = log.lock().ok()?;
+        l.iter().find_map(|line| {
+            let rest = line.split("listening on ").nth(1)?;
+            rest.strip_suffix(" (mx)")?.parse().ok()
+        })
+    });
+    (child, log, addr)
+}
+
+/// Runs `python3 -c script` with extra environment; panics with its stderr on failure.
+pub fn python(script: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A plain TCP client for byte-exact and malformed input.
+pub struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one whole reply (all its lines), without the final CRLF.
+    pub fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    /// The reply's code.
+    pub fn code(&mut self) -> u16 {
+        let r = self.reply();
+        r.get(..3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not a reply: {r:?}"))
+    }
+
+    /// Sends a command line (CRLF added) and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+                return String::from_utf8_lossy(&line[..i]).into_owned();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(
+                n > 0,
+                "connection closed; unread: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// True when the server has closed the connection (after any unread replies).
+    pub fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! End to end: the real binary on 127.0.0.1:0, real LMDB and Maildir in temp
+//! dirs, Python's smtplib and mailbox as independent clients, raw sockets for
+//! malformed input.
+
+mod common;
+
+use common::{Postern, wait_for};
+
+/// Loopback is not trusted here, so the test client is "the internet".
+const UNTRUSTED: &str = "[relay]\ntrusted_networks = [\"10.0.0.0/8\"]\n";
+
+#[test]
+fn two_recipients_in_one_transaction_land_once_each() {
+    let p = Postern::start("");
+    let out = p.python(
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+refused = s.sendmail("sender@remote.example", ["alice@example.com", "Bob@Example.COM"],
+    "From: sender@remote.example\r\nTo: alice@example.com\r\nSubject: two\r\nMessage-ID: <two@test>\r\n\r\nhello\r\n.leading dot\r\n")
+print("refused", refused)
+s.quit()
+"#,
+    );
+    assert!(out.contains("refused {}"), "{out}");
+    let alice = p.wait_inbox("example.com", "alice", 1);
+    let bob = p.wait_inbox("example.com", "bob", 1);
+    let text = std::fs::read_to_string(&alice[0]).unwrap();
+    assert!(
+        text.starts_with(
+            "Return-Path: <sender@remote.example>\nDelivered-To: alice@example.com\nReceived: from "
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\nhello\n.leading dot\n"), "{text}");
+    assert!(!text.contains('\r'), "Maildir files use LF line ends");
+    assert!(
+        !text.contains("bob@example.com"),
+        "the Received header names no recipient"
+    );
+    assert!(
+        std::fs::read_to_string(&bob[0])
+            .unwrap()
+            .contains("Delivered-To: bob@example.com\n")
+    );
+    // Python's mailbox module reads both Maildirs.
+    let out = p.python(
+        r#"
+import mailbox, os
+for user in ("alice", "bob"):
+    md = mailbox.Maildir(os.path.join(os.environ["MAILROOT"], "example.com", user), create=False)
+    msgs = list(md)
+    assert len(msgs) == 1, (user, len(msgs))
+    m = msgs[0]
+    print(user, m["Subject"], m["Message-ID"], m["Delivered-To"], repr(m.get_payload()))
+"#,
+    );
+    assert!(
+        out.contains("alice two <two@test> alice@example.com 'hello\\n.leading dot\\n'"),
+        "{out}"
+    );
+    assert!(out.contains("bob two <two@test> bob@example.com"), "{out}");
+    // One message went to the queue and was delivered to both.
+    let accepted = p.wait_log(&[
+        "status=accepted",
+        "to=<alice@example.com>,<bob@example.com>",
+    ]);
+    let id = accepted
+        .split("id=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    p.wait_log(&[
+        &format!("id={id}"),
+        "to=<bob@example.com>",
+        "status=delivered",
+    ]);
+    assert!(
+        text.contains(&format!(" id {id};")),
+        "the queue id is in the Received header"
+    );
+}
+
+#[test]
+fn fifty_concurrent_sessions_of_five_messages_all_land_exactly_once() {
+    let p = Postern::start("[limits]\nmax_connections_per_ip = 60\n");
+    let out = p.python(
+        r#"
+import os, smtplib, threading
+port = int(os.environ["PORT"])
+errors = []
+def client(n):
+    try:
+        s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+        for i in range(5):
+            rcpt = ["alice@example.com", "bob@example.com", "carol@example.org"][(n + i) % 3]
+            s.sendmail("load@remote.example", [rcpt],
+                "Message-ID: <m-%d-%d@test>\r\nSubject: load\r\n\r\nbody %d %d\r\n" % (n, i, n, i))
+        s.quit()
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("errors", errors)
+"#,
+    );
+    assert!(out.contains("errors []"), "{out}");
+    let count = |d: &str, u: &str| p.inbox(d, u).len();
+    wait_for("250 deliveries", || {
+        (count("example.com", "alice")
+            + count("example.com", "bob")
+            + count("example.org", "carol")
+            >= 250)
+            .then_some(())
+    });
+    let out = p.python(
+        r#"
+import mailbox, os, collections
+ids = collections.Counter()
+for d, u in (("example.com", "alice"), ("example.com", "bob"), ("example.org", "carol")):
+    for m in mailbox.Maildir(os.path.join(os.environ["MAILROOT"], d, u), create=False):
+        ids[m["Message-ID"]] += 1
+print("distinct", len(ids), "max", max(ids.values()))
+"#,
+    );
+    assert_eq!(out.trim(), "distinct 250 max 1");
+    assert_eq!(p.count_log(&["status=accepted"]), 250);
+}
+
+#[test]
+fn a_queued_message_survives_sigkill_and_is_delivered_once_after_restart() {
+    let mut p = Postern::start("[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n");
+    // A plain file where the domain's directory should be: delivery fails
+    // (transiently) until it is removed.
+    std::fs::create_dir_all(p.mail_root()).unwrap();
+    let blocker = p.mail_root().join("example.com");
+    std::fs::write(&blocker, "in the way").unwrap();
+    p.python(
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+s.sendmail("a@remote.example", ["alice@example.com"], "Subject: durable\r\n\r\nkeep me\r\n")
+s.quit()
+"#,
+    );
+    p.wait_log(&["to=<alice@example.com>", "status=deferred"]);
+    p.kill();
+    std::fs::remove_file(&blocker).unwrap();
+    p.restart();
+    let files = p.wait_inbox("example.com", "alice", 1);
+    assert!(
+        std::fs::read_to_string(&files[0])
+            .unwrap()
+            .ends_with("\nkeep me\n")
+    );
+    p.wait_log(&["to=<alice@example.com>", "status=delivered"]);
+    // Another restart must not deliver it again.
+    p.restart();
+    p.python(
+        r#"
+import os, smtplib
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]))
+s.sendmail("a@remote.example", ["bob@example.com"], "Subject: marker\r\n\r\nafter\r\n")
+s.quit()
+"#,
+    );
+    p.wait_inbox("example.com", "bob", 1);
+    assert_eq!(p.inbox("example.com", "alice").len(), 1);
+}
+
+#[test]
+fn a_transient_failure_is_retried_while_running() {
+    let p = Postern::start("[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n");
+    std::fs::create_dir_all(p.mail_root()).unwrap();
+    let blocker = p.mail_root().join("example.org");
+    std::fs::write(&blocker, "in the way").unwrap();
+    let mut c = p.raw();
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<>");
+    assert!(c.cmd("RCPT TO:<carol@example.org>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354 "));
+    assert!(
+        c.cmd("Subject: retry\r\n\r\nbody\r\n.")
+            .starts_with("250 2.0.0 OK queued as ")
+    );
+    p.wait_log(&["to=<carol@example.org>", "status=deferred", "attempts=1"]);
+    std::fs::remove_file(&blocker).unwrap();
+    p.wait_inbox("example.org", "carol", 1);
+    let text = std::fs::read_to_string(&p.inbox("example.org", "carol")[0]).unwrap();
+    assert!(text.starts_with("Return-Path: <>\n"), "{text}");
+}
+
+#[test]
+fn unknown_local_user_is_refused_at_rcpt() {
+    let p = Postern::start(UNTRUSTED);
+    let mut c = p.raw();
+    assert!(c.cmd("EHLO client.example").contains("250-PIPELINING"));
+    assert!(
+        c.cmd("MAIL FROM:<x@remote.example>")
+            .starts_with("250 2.1.0")
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<nobody@example.com>"),
+        "550 5.1.1 <nobody@example.com>: no such user here"
+    );
+    assert!(
+        c.cmd("RCPT TO:<alice+lists@example.com>")
+            .starts_with("250 2.1.5")
+    );
+    assert!(
+        c.cmd("RCPT TO:<postmaster@example.org>")
+            .starts_with("250 2.1.5")
+    );
+    assert!(c.cmd("RCPT TO:<postmaster>").starts_with("250 2.1.5"));
+}
+
+#[test]
+fn relaying_is_refused_to_untrusted_clients_whatever_the_address_trick() {
+    let p = Postern::start(UNTRUSTED);
+    let mut c = p.raw();
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<x@remote.example>");
+    for (rcpt, want) in [
+        ("<victim@elsewhere.example>", "554 5.7.1"),
+        ("<victim%elsewhere.example@example.com>", "550 5.1.1"),
+        ("<elsewhere.example!victim@example.com>", "550 5.1.1"),
+        ("<\"victim@elsewhere.example\"@example.com>", "550 5.1.1"),
+        ("<@example.com:victim@elsewhere.example>", "554 5.7.1"),
+        ("<victim@[127.0.0.1]>", "554 5.7.1"),
+        ("<bob>", "501 5.1.3"),
+        ("<fwd@example.com>", "250 2.1.5"),
+    ] {
+        let r = c.cmd(&format!("RCPT TO:{rcpt}"));
+        assert!(r.starts_with(want), "{rcpt}: {r}");
+    }
+}
+
+#[test]
+fn trusted_clients_may_relay_and_bare_names_are_completed() {
+    let p = Postern::start("");
+    let mut c = p.raw();
+    c.cmd("HELO printer");
+    c.cmd("MAIL FROM:<scanner@example.org>");
+    assert!(
+        c.cmd("RCPT TO:<someone@elsewhere.example>")
+            .starts_with("250 ")
+    );
+    assert!(c.cmd("RCPT TO:<carol>").starts_with("250 "));
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: scan\r\n\r\nscan\r\n.").starts_with("250 "));
+    let files = p.wait_inbox("example.org", "carol", 1);
+    assert!(
+        std::fs::read_to_string(&files[0])
+            .unwrap()
+            .contains("Delivered-To: carol@example.org\n")
+    );
+    // No outbound transport yet: the remote recipient stays queued.
+    p.wait_log(&["to=<someone@elsewhere.example>", "status=deferred"]);
+}
+
+#[test]
+fn smuggled_commands_after_bare_lf_dot_are_never_run() {
+    let p = Postern::start(UNTRUSTED);
+    for smuggle in ["\n.\n", "\r.\r\n", "\n.\r\n", "\r\n.\r", "\r\n.\n"] {
+        let mut c = p.raw();
+        c.cmd("EHLO attacker.example");
+        c.cmd("MAIL FROM:<x@remote.example>");
+        c.cmd("RCPT TO:<alice@example.com>");
+        assert!(c.cmd("DATA").starts_with("354"));
+        let payload = format!(
+            "Subject: outer\r\n\r\nouter{smuggle}MAIL FROM:<admin@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n"
+        );
+        c.send(payload.as_bytes());
+        let r = c.reply();
+        assert!(r.starts_with("550 5.6.11 "), "{smuggle:?}: {r}");
+        // The session is in step: the next command gets its own reply.
+        assert!(c.cmd("NOOP").starts_with("250 "), "{smuggle:?}");
+    }
+    assert_eq!(p.count_log(&["status=accepted"]), 0);
+    assert!(p.inbox("example.com", "bob").is_empty());
+    assert!(p.inbox("example.com", "alice").is_empty());
+}
+
+#[test]
+fn oversize_message_is_drained_then_refused_and_the_session_continues() {
+    let p = Postern::start("[limits]\nmax_message_size = \"10K\"\n");
+    let mut c = p.raw();
+    assert!(c.cmd("EHLO c").contains("250-SIZE 10240"));
+    assert!(
+        c.cmd("MAIL FROM:<a@remote.example> SIZE=20000")
+            .starts_with("552 5.3.4")
+    );
+    c.cmd("MAIL FROM:<a@remote.example>");
+    c.cmd("RCPT TO:<alice@example.com>");
+    c.cmd("DATA");
+    let line = format!("{}\r\n", "x".repeat(100));
+    for _ in 0..200 {
+        c.send(line.as_bytes());
+    }
+    c.send(b".\r\n");
+    assert!(c.reply().starts_with("552 5.3.4"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    c.cmd("MAIL FROM:<a@remote.example>");
+    c.cmd("RCPT TO:<alice@example.com>");
+    c.cmd("DATA");
+    assert!(c.cmd("Subject: small\r\n\r\nfits\r\n.").starts_with("250 "));
+    p.wait_inbox("example.com", "alice", 1);
+}
+
+#[test]
+fn long_command_lines_get_500_and_the_session_stays_in_step() {
+    let p = Postern::start("");
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    let long = format!("NOOP {}", "a".repeat(100_000));
+    assert_eq!(c.cmd(&long), "500 5.5.2 line too long");
+    assert!(
+        c.cmd(&format!("NOOP {}", "b".repeat(505)))
+            .starts_with("250"),
+        "510 octets with CRLF is fine"
+    );
+    assert!(
+        c.cmd(&format!("NOOP {}", "b".repeat(506)))
+            .starts_with("500 5.5.2"),
+        "513 octets is not"
+    );
+    assert!(c.cmd("NOOP").starts_with("250"));
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let p = Postern::start("");
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    c.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<alice@example.com>\r\nRCPT TO:<nobody@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n");
+    assert!(c.reply().starts_with("250 2.1.0"));
+    assert!(c.reply().starts_with("250 2.1.5"));
+    assert!(c.reply().starts_with("550 5.1.1"));
+    assert!(c.reply().starts_with("250 2.1.5"));
+    assert!(c.reply().starts_with("354"));
+    c.send(b"Subject: piped\r\n\r\nbody\r\n.\r\nMAIL FROM:<b@remote.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 OK queued as "));
+    assert!(c.reply().starts_with("250 2.1.0"));
+    assert!(c.reply().starts_with("250 2.1.5"));
+    assert!(c.reply().starts_with("354"));
+    c.send(b"Subject: second\r\n\r\n.\r\nQUIT\r\n");
+    assert!(c.reply().starts_with("250 2.0.0"));
+    assert!(c.reply().starts_with("221 2.0.0"));
+    assert!(c.closed());
+    p.wait_inbox("example.com", "bob", 2);
+    p.wait_inbox("example.com", "alice", 1);
+}
+
+#[test]
+fn syntax_and_sequence_errors_have_exact_codes() {
+    let p = Postern::start("[limits]\nmax_errors = 50\n");
+    let mut c = p.raw();
+    for (cmd, want) in [
+        ("MAIL FROM:<a@b.example>", "503 5.5.1"),
+        ("HELO", "501 5.5.4"),
+        ("EHLO c", "250-"),
+        ("RCPT TO:<alice@example.com>", "503 5.5.1"),
+        ("DATA", "503 5.5.1"),
+        ("FOO", "500 5.5.2"),
+        ("MAIL FROM:a@b.example", "501 5.5.4"),
+        ("MAIL FROM:<a@@b.example>", "501 5.1.7"),
+        ("MAIL FROM:<a@b.example> BOGUS=1", "555 5.5.4"),
+        ("MAIL FROM:<a@b.example>", "250 2.1.0"),
+        ("MAIL FROM:<a@b.example>", "503 5.5.1"),
+        ("DATA", "503 5.5.1"),
+        ("RCPT TO:<a b@example.com>", "501 5.1.3"),
+        ("VRFY alice", "252 2.5.0"),
+        ("EXPN team", "502 5.5.1"),
+        ("HELP", "214"),
+        ("NOOP", "250 2.0.0"),
+        ("RSET", "250 2.0.0"),
+        ("BDAT 10 LAST", "502 5.5.1"),
+        ("QUIT", "221 2.0.0"),
+    ] {
+        let r = c.cmd(cmd);
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    assert!(c.closed());
+}
+
+#[test]
+fn too_many_errors_close_the_session_with_421() {
+    let p = Postern::start("[limits]\nmax_errors = 3\n");
+    let mut c = p.raw();
+    assert!(c.cmd("X1").starts_with("500"));
+    assert!(c.cmd("X2").starts_with("500"));
+    assert!(c.cmd("X3").starts_with("421 4.7.0"));
+    assert!(c.closed());
+}
+
+#[test]
+fn more_than_the_recipient_limit_gets_452() {
+    let p = Postern::start("[limits]\nmax_recipients = 2\n");
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<a@remote.example>");
+    assert!(c.cmd("RCPT TO:<alice@example.com>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.com>").starts_with("250"));
+    assert_eq!(
+        c.cmd("RCPT TO:<carol@example.org>"),
+        "452 4.5.3 too many recipients"
+    );
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: two\r\n\r\n.").starts_with("250"));
+}
+
+#[test]
+fn idle_clients_are_timed_out_with_421() {
+    let p = Postern::start("[limits]\ncommand_timeout = \"1s\"\n");
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    assert!(c.reply().starts_with("421 4.4.2"));
+    assert!(c.closed());
+}
+
+#[test]
+fn connection_caps_answer_421_and_free_up_when_clients_leave() {
+    let p = Postern::start("[limits]\nmax_connections_per_ip = 2\n");
+    let mut a = p.raw();
+    let mut b = p.raw();
+    let mut third = common::Raw::connect(p.addr);
+    assert!(third.reply().starts_with("421 4.7.0"));
+    assert!(third.closed());
+    assert!(a.cmd("NOOP").starts_with("250"));
+    a.cmd("QUIT");
+    assert!(a.closed());
+    // The freed place is reusable (the server notices the close asynchronously).
+    wait_for("a free connection slot", || {
+        let mut c = common::Raw::connect(p.addr);
+        c.reply().starts_with("220 ").then_some(())
+    });
+    assert!(b.cmd("NOOP").starts_with("250"));
+}
+
+#[test]
+fn a_full_store_answers_452_and_keeps_what_is_queued() {
+    let p = Postern::start(
+        "[limits]\nstore_size = \"2M\"\nmax_message_size = \"1900K\"\n[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",
+    );
+    std::fs::create_dir_all(p.mail_root()).unwrap();
+    std::fs::write(p.mail_root().join("example.com"), "hold deliveries").unwrap();
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<a@remote.example>");
+    c.cmd("RCPT TO:<alice@example.com>");
+    c.cmd("DATA");
+    assert!(c.cmd("Subject: small\r\n\r\nkeep\r\n.").starts_with("250 "));
+    let line = format!("{}\r\n", "y".repeat(998));
+    let mut full = None;
+    for _ in 0..4 {
+        c.cmd("MAIL FROM:<a@remote.example>");
+        c.cmd("RCPT TO:<alice@example.com>");
+        c.cmd("DATA");
+        for _ in 0..1800 {
+            c.send(line.as_bytes());
+        }
+        let r = c.cmd(".");
+        if r.starts_with("452 4.3.1") {
+            full = Some(r);
+            break;
+        }
+        assert!(r.starts_with("250 "), "{r}");
+    }
+    assert!(full.is_some(), "the store never filled up");
+    assert!(c.cmd("NOOP").starts_with("250"));
+    std::fs::remove_file(p.mail_root().join("example.com")).unwrap();
+    // What was queued before the store filled up is still delivered.
+    let first = p.wait_inbox("example.com", "alice", 1);
+    assert!(
+        first
+            .iter()
+            .any(|f| std::fs::read_to_string(f).unwrap().ends_with("\nkeep\n"))
+    );
+}
+
+#[test]
+fn receiving_a_large_message_does_not_hold_it_in_memory() {
+    let p = Postern::start("[queue]\nretry_first = \"1h\"\n");
+    let pid = p.pid();
+    let anon_kib = move || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = anon_kib();
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<a@remote.example>");
+    c.cmd("RCPT TO:<alice@example.com>");
+    c.cmd("DATA");
+    let line = format!("{}\r\n", "z".repeat(998));
+    let block = line.repeat(1024); // about 1 MiB
+    let mut peak = 0;
+    for _ in 0..24 {
+        c.send(block.as_bytes());
+        peak = peak.max(anon_kib());
+    }
+    assert!(c.cmd(".").starts_with("250 "));
+    peak = peak.max(anon_kib());
+    let files = p.wait_inbox("example.com", "alice", 1);
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 24_000_000);
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 12 * 1024,
+        "anonymous memory grew by {growth} KiB while receiving 24 MiB"
+    );
+}
+
+#[test]
+fn bad_config_files_are_refused_by_check_config_with_file_line_and_key() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("first line names the error");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{}: {stderr}", path.display());
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{}: names the file: {stderr}",
+            path.display()
+        );
+        assert!(
+            stderr.contains(expect),
+            "{}: wanted {expect:?}, got {stderr}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} bad configs");
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/postern.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_config_stops_serve_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(&config, "hostname = \"mx.example\"\ndata_dir = \"/tmp/x\"\n[limits]\nmax_recipients = \"many\"\n[domains.\"example.com\"]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}:4: limits.max_recipients", config.display())),
+        "{stderr}"
+    );
+}
