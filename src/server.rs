@@ -55,12 +55,12 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.conns.total.fetch_sub(1, Ordering::SeqCst);
-        if let Ok(mut map) = self.conns.per_ip.lock() {
-            if let Some(n) = map.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.ip);
-                }
+        // A panicking connection task must not leave its place taken for good.
+        let mut map = self.conns.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
             }
         }
     }
@@ -128,7 +128,7 @@ impl Server {
         let listen = &settings.config.listen;
         let mut out = Vec::new();
         for addr in &listen.mx {
-            let l = TcpListener::bind(*addr).await.map_err(|e| {
+            let l = open_listener(*addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen on {addr} (mx): {e}"))
             })?;
             log::info!("listening on {} (mx)", l.local_addr()?);
@@ -217,6 +217,22 @@ impl Server {
             Err(e) => log::debug!("connection from {peer} ended: {e}"),
         }
     }
+}
+
+/// Opens a listening socket. IPv6 sockets are IPv6-only, so `0.0.0.0:25` and
+/// `[::]:25` can both be listed; the backlog is long enough that a burst of
+/// clients is queued by the kernel rather than dropped.
+fn open_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let family = if addr.is_ipv6() { AddressFamily::INET6 } else { AddressFamily::INET };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, rustix::net::SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    if addr.is_ipv6() {
+        sockopt::set_ipv6_v6only(&fd, true)?;
+    }
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    TcpListener::try_from(std::net::TcpListener::from(fd))
 }
 
 async fn timeout<T>(d: Duration) -> io::Result<T> {
