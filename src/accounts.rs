@@ -61,11 +61,7 @@ impl Accounts {
             .or_else(|| Domain::parse(&config.primary_domain).ok())
             .or_else(|| Domain::parse(&config.hostname).ok())
             .unwrap_or_else(|| Domain::parse("localhost").expect("a valid literal domain"));
-        Accounts {
-            domains,
-            primary,
-            trusted: config.relay.trusted_networks.clone(),
-        }
+        Accounts { domains, primary, trusted: config.relay.trusted_networks.clone() }
     }
 
     /// True when `domain` is one of ours.
@@ -85,18 +81,13 @@ impl Accounts {
 
     /// True when `user` (lowercased) is a user of the local `domain`.
     pub fn is_user(&self, user: &str, domain: &Domain) -> bool {
-        self.domains
-            .get(domain)
-            .is_some_and(|d| d.users.contains_key(user))
+        self.domains.get(domain).is_some_and(|d| d.users.contains_key(user))
     }
 
     /// The password hash of a local user, if it has one.
     pub fn password_hash(&self, user: &str, domain: &Domain) -> Option<&str> {
         let d = self.domains.get(domain)?;
-        d.users
-            .get(&user.to_lowercase())
-            .map(String::as_str)
-            .filter(|h| !h.is_empty())
+        d.users.get(&user.to_lowercase()).map(String::as_str).filter(|h| !h.is_empty())
     }
 
     /// Where mail for `addr` goes. `user+tag` is looked up as `user`;
@@ -128,13 +119,7 @@ impl Accounts {
             _ => lower.as_str(),
         };
         if d.users.contains_key(name) {
-            push_unique(
-                out,
-                Route::Local {
-                    user: name.to_string(),
-                    domain: domain.clone(),
-                },
-            );
+            push_unique(out, Route::Local { user: name.to_string(), domain: domain.clone() });
             return true;
         }
         if let Some(targets) = d.aliases.get(name) {
@@ -154,13 +139,7 @@ impl Accounts {
     }
 
     /// An alias or catch-all target: a bare name in `domain`, or a full address.
-    fn expand_target(
-        &self,
-        target: &str,
-        domain: &Domain,
-        depth: usize,
-        out: &mut Vec<Route>,
-    ) -> bool {
+    fn expand_target(&self, target: &str, domain: &Domain, depth: usize, out: &mut Vec<Route>) -> bool {
         if !target.contains('@') {
             return self.expand(target, domain, depth, out);
         }
@@ -187,13 +166,7 @@ impl Accounts {
         users.sort();
         match users.first() {
             Some(u) => {
-                push_unique(
-                    out,
-                    Route::Local {
-                        user: (*u).clone(),
-                        domain: domain.clone(),
-                    },
-                );
+                push_unique(out, Route::Local { user: (*u).clone(), domain: domain.clone() });
                 true
             }
             None => false,
@@ -231,41 +204,23 @@ aliases = { loop1 = "loop2", loop2 = "loop1" }
     }
 
     fn local(u: &str, d: &str) -> Route {
-        Route::Local {
-            user: u.into(),
-            domain: Domain::parse(d).unwrap(),
-        }
+        Route::Local { user: u.into(), domain: Domain::parse(d).unwrap() }
     }
 
     #[test]
     fn resolution_table() {
         let a = accounts();
         let cases: Vec<(&str, Resolution)> = vec![
-            (
-                "alice@example.com",
-                Resolution::Deliver(vec![local("alice", "example.com")]),
-            ),
-            (
-                "Alice@EXAMPLE.com",
-                Resolution::Deliver(vec![local("alice", "example.com")]),
-            ),
-            (
-                "alice+news@example.com",
-                Resolution::Deliver(vec![local("alice", "example.com")]),
-            ),
+            ("alice@example.com", Resolution::Deliver(vec![local("alice", "example.com")])),
+            ("Alice@EXAMPLE.com", Resolution::Deliver(vec![local("alice", "example.com")])),
+            ("alice+news@example.com", Resolution::Deliver(vec![local("alice", "example.com")])),
             (
                 "info@example.com",
-                Resolution::Deliver(vec![
-                    local("alice", "example.com"),
-                    local("bob", "example.com"),
-                ]),
+                Resolution::Deliver(vec![local("alice", "example.com"), local("bob", "example.com")]),
             ),
             (
                 "team@example.com",
-                Resolution::Deliver(vec![
-                    local("alice", "example.com"),
-                    local("bob", "example.com"),
-                ]),
+                Resolution::Deliver(vec![local("alice", "example.com"), local("bob", "example.com")]),
             ),
             (
                 "fwd@example.com",
@@ -275,27 +230,15 @@ aliases = { loop1 = "loop2", loop2 = "loop1" }
             ),
             (
                 "both@example.com",
-                Resolution::Deliver(vec![
-                    local("alice", "example.com"),
-                    local("carol", "example.org"),
-                ]),
+                Resolution::Deliver(vec![local("alice", "example.com"), local("carol", "example.org")]),
             ),
             ("nobody@example.com", Resolution::UnknownUser),
             ("+x@example.com", Resolution::UnknownUser),
             ("alice%evil.example@example.com", Resolution::UnknownUser),
             ("evil.example!alice@example.com", Resolution::UnknownUser),
-            (
-                "anything@example.org",
-                Resolution::Deliver(vec![local("carol", "example.org")]),
-            ),
-            (
-                "postmaster@example.com",
-                Resolution::Deliver(vec![local("alice", "example.com")]),
-            ),
-            (
-                "POSTMASTER@example.org",
-                Resolution::Deliver(vec![local("alice", "example.com")]),
-            ),
+            ("anything@example.org", Resolution::Deliver(vec![local("carol", "example.org")])),
+            ("postmaster@example.com", Resolution::Deliver(vec![local("alice", "example.com")])),
+            ("POSTMASTER@example.org", Resolution::Deliver(vec![local("alice", "example.com")])),
             ("loop1@empty.example", Resolution::UnknownUser),
             ("alice@elsewhere.example", Resolution::NotLocal),
         ];
@@ -303,10 +246,7 @@ aliases = { loop1 = "loop2", loop2 = "loop1" }
             assert_eq!(a.resolve(&Address::parse(addr).unwrap()), want, "{addr}");
         }
         // A quoted local part holding '@' is just an unknown local user.
-        let quoted = Address::new(
-            "alice@elsewhere.example",
-            Domain::parse("example.com").unwrap(),
-        );
+        let quoted = Address::new("alice@elsewhere.example", Domain::parse("example.com").unwrap());
         assert_eq!(a.resolve(&quoted), Resolution::UnknownUser);
     }
 

@@ -208,14 +208,8 @@ impl Default for Relay {
     fn default() -> Self {
         Relay {
             trusted_networks: vec![
-                IpNet {
-                    addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
-                    prefix: 8,
-                },
-                IpNet {
-                    addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
-                    prefix: 128,
-                },
+                IpNet { addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), prefix: 8 },
+                IpNet { addr: IpAddr::V6(Ipv6Addr::LOCALHOST), prefix: 128 },
             ],
         }
     }
@@ -242,11 +236,7 @@ impl Default for Limits {
             max_errors: 10,
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
-            store_size: if cfg!(target_pointer_width = "64") {
-                GIB
-            } else {
-                256 * MIB
-            },
+            store_size: if cfg!(target_pointer_width = "64") { GIB } else { 256 * MIB },
             delivery_workers: 2,
         }
     }
@@ -280,10 +270,7 @@ impl Config {
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         let r = Reader { text, source };
         let doc = DeTable::parse(text).map_err(|e| r.error(e.span(), "", e.message()))?;
-        let root = Section {
-            path: String::new(),
-            table: doc.get_ref(),
-        };
+        let root = Section { path: String::new(), table: doc.get_ref() };
         r.check_keys(&root, TOP_KEYS)?;
 
         let hostname = match root.get("hostname") {
@@ -335,9 +322,7 @@ impl Config {
     /// The local domain called `name`, ignoring case and a trailing dot.
     pub fn domain(&self, name: &str) -> Option<&DomainConfig> {
         let name = name.strip_suffix('.').unwrap_or(name);
-        self.domains
-            .iter()
-            .find(|d| d.name.eq_ignore_ascii_case(name))
+        self.domains.iter().find(|d| d.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -357,12 +342,8 @@ impl IpNet {
     /// address it is, so it matches IPv4 networks and never IPv6 ones.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                u32::from(ip) & mask_v4(self.prefix) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                u128::from(ip) & mask_v6(self.prefix) == u128::from(net)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => u32::from(ip) & mask_v4(self.prefix) == u32::from(net),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => u128::from(ip) & mask_v6(self.prefix) == u128::from(net),
             _ => false,
         }
     }
@@ -395,9 +376,7 @@ impl FromStr for IpNet {
             Some(p) => match p.parse::<u8>() {
                 Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => {
-                    return Err(format!(
-                        "`{s}`: the prefix length after / must be a number from 0 to {max}"
-                    ));
+                    return Err(format!("`{s}`: the prefix length after / must be a number from 0 to {max}"));
                 }
             },
         };
@@ -412,10 +391,7 @@ impl FromStr for IpNet {
             IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(prefix))),
             IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(prefix))),
         };
-        let net = IpNet {
-            addr: network,
-            prefix,
-        };
+        let net = IpNet { addr: network, prefix };
         if network != addr {
             return Err(format!("`{s}` has host bits set, did you mean {net}?"));
         }
@@ -437,14 +413,10 @@ impl fmt::Display for IpNet {
 /// A plain-words message that quotes `s`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let text = s.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     if number.is_empty() {
-        return Err(format!(
-            "\"{s}\" is not a size: write a whole number with K, M or G, like \"25M\""
-        ));
+        return Err(format!("\"{s}\" is not a size: write a whole number with K, M or G, like \"25M\""));
     }
     let unit = unit.trim().to_ascii_lowercase();
     let multiplier = match unit.as_str() {
@@ -482,16 +454,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("the duration is empty; write one like \"5m\"".to_string());
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "\"{s}\" has no unit; add a unit: s, m, h or d (like \"{text}s\")"
-        ));
+        return Err(format!("\"{s}\" has no unit; add a unit: s, m, h or d (like \"{text}s\")"));
     }
     let mut total: u64 = 0;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!(
                 "\"{s}\" is not a duration: expected a number at `{rest}` (write it like \"90s\", \"5m\" or \"1h30m\")"
@@ -504,9 +472,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             Some('h') => 60 * 60,
             Some('d') => 24 * 60 * 60,
             Some(other) => {
-                return Err(format!(
-                    "\"{s}\" is not a duration: unknown unit `{other}` (use s, m, h or d)"
-                ));
+                return Err(format!("\"{s}\" is not a duration: unknown unit `{other}` (use s, m, h or d)"));
             }
             None => {
                 return Err(format!(
@@ -567,9 +533,7 @@ struct Item<'d> {
 
 impl<'d> Section<'d> {
     fn get(&self, key: &str) -> Option<Item<'d>> {
-        self.entries()
-            .find(|(name, _)| *name == key)
-            .map(|(_, item)| item)
+        self.entries().find(|(name, _)| *name == key).map(|(_, item)| item)
     }
 
     /// Every entry in file order, with its key.
@@ -577,57 +541,25 @@ impl<'d> Section<'d> {
         self.table.iter().map(|(key, value)| {
             let name: &'d str = key.get_ref();
             let path = join(&self.path, name);
-            (
-                name,
-                Item {
-                    path,
-                    key: Some(key.span()),
-                    value,
-                },
-            )
+            (name, Item { path, key: Some(key.span()), value })
         })
     }
 }
 
 /// `parent.key`, quoting the key when it is not a bare TOML key.
 fn join(parent: &str, key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let key = if bare {
-        key.to_string()
-    } else {
-        format!("{key:?}")
-    };
-    if parent.is_empty() {
-        key
-    } else {
-        format!("{parent}.{key}")
-    }
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare { key.to_string() } else { format!("{key:?}") };
+    if parent.is_empty() { key } else { format!("{parent}.{key}") }
 }
 
 impl Reader<'_> {
-    fn error(
-        &self,
-        span: Option<Range<usize>>,
-        key: &str,
-        problem: impl Into<String>,
-    ) -> ConfigError {
+    fn error(&self, span: Option<Range<usize>>, key: &str, problem: impl Into<String>) -> ConfigError {
         let line = span.map(|span| {
             let end = span.start.min(self.text.len());
-            self.text.as_bytes()[..end]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
+            self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
         });
-        ConfigError {
-            file: self.source.to_string(),
-            line,
-            key: key.to_string(),
-            problem: problem.into(),
-        }
+        ConfigError { file: self.source.to_string(), line, key: key.to_string(), problem: problem.into() }
     }
 
     /// An error about an item's value.
@@ -642,11 +574,7 @@ impl Reader<'_> {
     }
 
     fn missing(&self, key: &str, example: &str) -> ConfigError {
-        self.error(
-            None,
-            key,
-            format!("this key is required; add a line like: {example}"),
-        )
+        self.error(None, key, format!("this key is required; add a line like: {example}"))
     }
 
     fn wrong_type(&self, item: &Item<'_>, expected: &str) -> ConfigError {
@@ -675,10 +603,7 @@ impl Reader<'_> {
 
     fn table<'d>(&self, item: &Item<'d>) -> Result<Section<'d>, ConfigError> {
         match item.value.get_ref() {
-            DeValue::Table(table) => Ok(Section {
-                path: item.path.clone(),
-                table,
-            }),
+            DeValue::Table(table) => Ok(Section { path: item.path.clone(), table }),
             _ => Err(self.wrong_type(item, "a table")),
         }
     }
@@ -695,11 +620,7 @@ impl Reader<'_> {
             DeValue::Array(values) => Ok(values
                 .iter()
                 .enumerate()
-                .map(|(i, value)| Item {
-                    path: format!("{}[{i}]", item.path),
-                    key: None,
-                    value,
-                })
+                .map(|(i, value)| Item { path: format!("{}[{i}]", item.path), key: None, value })
                 .collect()),
             _ => Err(self.wrong_type(item, "an array")),
         }
@@ -750,10 +671,7 @@ impl Reader<'_> {
             return Err(self.wrong_type(item, "a whole number"));
         };
         match u64::from_str_radix(n.as_str(), n.radix()) {
-            Ok(0) | Err(_) => Err(self.at(
-                item,
-                format!("must be a whole number of at least 1, found {n}"),
-            )),
+            Ok(0) | Err(_) => Err(self.at(item, format!("must be a whole number of at least 1, found {n}"))),
             Ok(value) => T::try_from(value).map_err(|_| self.at(item, format!("{n} is too large"))),
         }
     }
@@ -806,19 +724,12 @@ fn dns_name(s: &str) -> Result<String, String> {
         return Err("the name is empty".to_string());
     }
     if name.parse::<IpAddr>().is_ok() {
-        return Err(format!(
-            "`{s}` is an IP address; a DNS name like mail.example.com is needed here"
-        ));
+        return Err(format!("`{s}` is an IP address; a DNS name like mail.example.com is needed here"));
     }
     if name.len() > 253 {
-        return Err(format!(
-            "`{s}` is longer than the 253 characters a DNS name may have"
-        ));
+        return Err(format!("`{s}` is longer than the 253 characters a DNS name may have"));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
-    {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.')) {
         return Err(format!(
             "`{s}` is not a valid DNS name: {c:?} is not allowed (use letters, digits, '-' and dots)"
         ));
@@ -847,18 +758,9 @@ fn local_name(s: &str) -> Result<String, String> {
     if s.starts_with('.') {
         return Err(format!("`{s}` must not start with a dot"));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || "+%!\"'/\\".contains(*c))
-    {
-        let why = if c == '+' {
-            " ('+' separates a tag, as in alice+news)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "`{s}` contains {c:?}, which is not allowed in a local name{why}"
-        ));
+    if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control() || "+%!\"'/\\".contains(*c)) {
+        let why = if c == '+' { " ('+' separates a tag, as in alice+news)" } else { "" };
+        return Err(format!("`{s}` contains {c:?}, which is not allowed in a local name{why}"));
     }
     Ok(s.to_lowercase())
 }
@@ -896,8 +798,7 @@ fn target(s: &str, domain: &str, is_local: impl Fn(&str) -> bool) -> Result<Stri
     }
     match ats.as_slice() {
         [at] if *at > 0 && at + 1 < s.len() => {
-            let domain =
-                dns_name(&s[at + 1..]).map_err(|problem| format!("in `{s}`: {problem}"))?;
+            let domain = dns_name(&s[at + 1..]).map_err(|problem| format!("in `{s}`: {problem}"))?;
             Ok(format!("{}@{domain}", &s[..*at]))
         }
         _ => Err(format!(
@@ -927,35 +828,22 @@ fn read_listen(r: &Reader<'_>, root: &Section<'_>) -> Result<Listen, ConfigError
     // Two listeners on one port would fail at bind time, far from the config line.
     // Port 0 asks the kernel for a fresh port each time, so it never clashes.
     for (i, b) in bound.iter().enumerate() {
-        let Some(a) = bound[..i]
-            .iter()
-            .find(|a| listeners_overlap(a.addr, b.addr))
-        else {
+        let Some(a) = bound[..i].iter().find(|a| listeners_overlap(a.addr, b.addr)) else {
             continue;
         };
         let problem = if a.addr == b.addr {
-            format!(
-                "{} is listed twice: as {} and as {}",
-                b.addr, a.path, b.path
-            )
+            format!("{} is listed twice: as {} and as {}", b.addr, a.path, b.path)
         } else {
             format!(
                 "{} overlaps {} ({}): a wildcard address already takes that port on every address",
                 b.addr, a.addr, a.path
             )
         };
-        let (span, key) = if b.span.is_some() {
-            (b.span.clone(), &b.path)
-        } else {
-            (a.span.clone(), &a.path)
-        };
+        let (span, key) =
+            if b.span.is_some() { (b.span.clone(), &b.path) } else { (a.span.clone(), &a.path) };
         return Err(r.error(span, key, problem));
     }
-    Ok(Listen {
-        mx,
-        submission,
-        submissions,
-    })
+    Ok(Listen { mx, submission, submissions })
 }
 
 fn listen_list(
@@ -967,11 +855,7 @@ fn listen_list(
 ) -> Result<Vec<SocketAddr>, ConfigError> {
     let Some(item) = section.and_then(|s| s.get(name)) else {
         let path = format!("listen.{name} (default)");
-        bound.extend(default.iter().map(|&addr| Bound {
-            addr,
-            path: path.clone(),
-            span: None,
-        }));
+        bound.extend(default.iter().map(|&addr| Bound { addr, path: path.clone(), span: None }));
         return Ok(default);
     };
     let mut addrs = Vec::new();
@@ -980,11 +864,7 @@ fn listen_list(
             s.parse::<SocketAddr>()
                 .map_err(|_| format!("`{s}` is not an IP address and port like \"0.0.0.0:25\" or \"[::]:25\" (host names are not allowed here)"))
         })?;
-        bound.push(Bound {
-            addr,
-            path: element.path.clone(),
-            span: Some(element.value.span()),
-        });
+        bound.push(Bound { addr, path: element.path.clone(), span: Some(element.value.span()) });
         addrs.push(addr);
     }
     Ok(addrs)
@@ -1005,17 +885,10 @@ fn read_tls(r: &Reader<'_>, root: &Section<'_>) -> Result<Tls, ConfigError> {
     let cert = section.get("cert");
     let key = section.get("key");
     match (&cert, &key) {
-        (Some(cert), Some(key)) => Ok(Tls {
-            cert: Some(r.path(cert)?),
-            key: Some(r.path(key)?),
-        }),
+        (Some(cert), Some(key)) => Ok(Tls { cert: Some(r.path(cert)?), key: Some(r.path(key)?) }),
         (None, None) => Ok(Tls::default()),
         (Some(given), None) | (None, Some(given)) => {
-            let (present, absent) = if cert.is_some() {
-                ("cert", "key")
-            } else {
-                ("key", "cert")
-            };
+            let (present, absent) = if cert.is_some() { ("cert", "key") } else { ("key", "cert") };
             Err(r.error(
                 Some(given.value.span()),
                 &format!("tls.{absent}"),
@@ -1040,8 +913,7 @@ fn read_relay(r: &Reader<'_>, root: &Section<'_>) -> Result<Relay, ConfigError> 
 }
 
 fn read_domains(r: &Reader<'_>, root: &Section<'_>) -> Result<Vec<DomainConfig>, ConfigError> {
-    const NONE: &str =
-        "no domains are configured; add at least one table like [domains.\"example.com\"]";
+    const NONE: &str = "no domains are configured; add at least one table like [domains.\"example.com\"]";
     let Some(item) = root.get("domains") else {
         return Err(r.error(None, "domains", NONE));
     };
@@ -1049,8 +921,7 @@ fn read_domains(r: &Reader<'_>, root: &Section<'_>) -> Result<Vec<DomainConfig>,
     for (key, item) in r.table(&item)?.entries() {
         let name = dns_name(key).map_err(|problem| r.at_key(&item, problem))?;
         if domains.iter().any(|d| d.name == name) {
-            let problem =
-                format!("domain `{name}` is listed twice (domain names are not case-sensitive)");
+            let problem = format!("domain `{name}` is listed twice (domain names are not case-sensitive)");
             return Err(r.at_key(&item, problem));
         }
         let section = r.section(&item, DOMAIN_KEYS)?;
@@ -1062,18 +933,13 @@ fn read_domains(r: &Reader<'_>, root: &Section<'_>) -> Result<Vec<DomainConfig>,
     Ok(domains)
 }
 
-fn read_domain(
-    r: &Reader<'_>,
-    name: String,
-    section: &Section<'_>,
-) -> Result<DomainConfig, ConfigError> {
+fn read_domain(r: &Reader<'_>, name: String, section: &Section<'_>) -> Result<DomainConfig, ConfigError> {
     let mut users: Vec<(String, String)> = Vec::new();
     if let Some(item) = section.get("users") {
         for (key, item) in r.table(&item)?.entries() {
             let local = local_name(key).map_err(|problem| r.at_key(&item, problem))?;
             if users.iter().any(|(user, _)| *user == local) {
-                let problem =
-                    format!("user `{local}` is listed twice (names are not case-sensitive)");
+                let problem = format!("user `{local}` is listed twice (names are not case-sensitive)");
                 return Err(r.at_key(&item, problem));
             }
             let hash = r.string(&item)?;
@@ -1097,13 +963,9 @@ fn read_domain(
         for (key, item) in r.table(&item)?.entries() {
             let alias = local_name(key).map_err(|problem| r.at_key(&item, problem))?;
             let clash = if users.iter().any(|(user, _)| *user == alias) {
-                Some(format!(
-                    "alias `{alias}` has the same name as a user; rename one of them"
-                ))
+                Some(format!("alias `{alias}` has the same name as a user; rename one of them"))
             } else if pending.iter().any(|(other, _)| *other == alias) {
-                Some(format!(
-                    "alias `{alias}` is listed twice (names are not case-sensitive)"
-                ))
+                Some(format!("alias `{alias}` is listed twice (names are not case-sensitive)"))
             } else {
                 None
             };
@@ -1140,12 +1002,7 @@ fn read_domain(
         Some(item) => Some(r.parsed(&item, |s| target(s, &name, is_local))?),
         None => None,
     };
-    Ok(DomainConfig {
-        name,
-        users,
-        aliases,
-        catch_all,
-    })
+    Ok(DomainConfig { name, users, aliases, catch_all })
 }
 
 fn read_primary_domain(
@@ -1162,13 +1019,9 @@ fn read_primary_domain(
     };
     let name = r.parsed(&item, dns_name)?;
     if !names.contains(&name.as_str()) {
-        return Err(r.at(
-            &item,
-            format!(
-                "`{name}` is not one of the configured domains ({})",
-                names.join(", ")
-            ),
-        ));
+        return Err(
+            r.at(&item, format!("`{name}` is not one of the configured domains ({})", names.join(", ")))
+        );
     }
     Ok(name)
 }
@@ -1182,12 +1035,7 @@ fn read_queue(r: &Reader<'_>, root: &Section<'_>) -> Result<QueueConfig, ConfigE
     let first = r.set(&s, "retry_first", &mut queue.retry_first, Reader::duration)?;
     let max = r.set(&s, "retry_max", &mut queue.retry_max, Reader::duration)?;
     r.set(&s, "lifetime", &mut queue.lifetime, Reader::duration)?;
-    r.set(
-        &s,
-        "delay_notice",
-        &mut queue.delay_notice,
-        Reader::duration,
-    )?;
+    r.set(&s, "delay_notice", &mut queue.delay_notice, Reader::duration)?;
     if queue.retry_first > queue.retry_max {
         let culprit = first.as_ref().or(max.as_ref()).unwrap_or(&item);
         let problem = format!(
@@ -1207,37 +1055,16 @@ fn read_limits(r: &Reader<'_>, root: &Section<'_>) -> Result<Limits, ConfigError
     };
     let s = r.section(&item, LIMIT_KEYS)?;
     let l = &mut limits;
-    let size = r.set(
-        &s,
-        "max_message_size",
-        &mut l.max_message_size,
-        Reader::size,
-    )?;
+    let size = r.set(&s, "max_message_size", &mut l.max_message_size, Reader::size)?;
     r.set(&s, "max_recipients", &mut l.max_recipients, Reader::count)?;
     r.set(&s, "max_connections", &mut l.max_connections, Reader::count)?;
-    r.set(
-        &s,
-        "max_connections_per_ip",
-        &mut l.max_connections_per_ip,
-        Reader::count,
-    )?;
+    r.set(&s, "max_connections_per_ip", &mut l.max_connections_per_ip, Reader::count)?;
     r.set(&s, "max_errors", &mut l.max_errors, Reader::count)?;
-    r.set(
-        &s,
-        "command_timeout",
-        &mut l.command_timeout,
-        Reader::duration,
-    )?;
+    r.set(&s, "command_timeout", &mut l.command_timeout, Reader::duration)?;
     r.set(&s, "data_timeout", &mut l.data_timeout, Reader::duration)?;
     let store = r.set(&s, "store_size", &mut l.store_size, Reader::size)?;
-    r.set(
-        &s,
-        "delivery_workers",
-        &mut l.delivery_workers,
-        Reader::count,
-    )?;
-    if let Err(problem) = check_store_size(limits.store_size, limits.max_message_size, usize::BITS)
-    {
+    r.set(&s, "delivery_workers", &mut l.delivery_workers, Reader::count)?;
+    if let Err(problem) = check_store_size(limits.store_size, limits.max_message_size, usize::BITS) {
         return Err(r.at(store.as_ref().or(size.as_ref()).unwrap_or(&item), problem));
     }
     Ok(limits)
@@ -1325,11 +1152,7 @@ mod tests {
             ("999999999999999999d", None),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                parse_duration(input).ok().map(|d| d.as_secs()),
-                *want,
-                "parse_duration({input:?})"
-            );
+            assert_eq!(parse_duration(input).ok().map(|d| d.as_secs()), *want, "parse_duration({input:?})");
         }
         let bare = parse_duration("300").unwrap_err();
         assert!(bare.contains("add a unit: s, m, h or d"), "{bare}");
@@ -1357,10 +1180,7 @@ mod tests {
             ("::/0", Ok("::/0")),
             ("fd00::/8", Ok("fd00::/8")),
             ("::ffff:10.0.0.0/104", Ok("10.0.0.0/8")),
-            (
-                "192.168.1.1/24",
-                Err("host bits set, did you mean 192.168.1.0/24?"),
-            ),
+            ("192.168.1.1/24", Err("host bits set, did you mean 192.168.1.0/24?")),
             ("fe80::1/10", Err("host bits set, did you mean fe80::/10?")),
             ("10.0.0.0/33", Err("a number from 0 to 32")),
             ("::/129", Err("a number from 0 to 128")),
@@ -1418,22 +1238,13 @@ mod tests {
         assert_eq!(config.listen, Listen::default());
         assert_eq!(config.listen.mx, vec![SocketAddr::from(([0, 0, 0, 0], 25))]);
         assert_eq!(config.tls, Tls::default());
-        let nets: Vec<String> = config
-            .relay
-            .trusted_networks
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let nets: Vec<String> = config.relay.trusted_networks.iter().map(|n| n.to_string()).collect();
         assert_eq!(nets, ["127.0.0.0/8", "::1/128"]);
         assert_eq!(config.queue, QueueConfig::default());
         assert_eq!(config.queue.retry_first, Duration::from_secs(300));
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.limits.max_message_size, 25 * 1024 * 1024);
-        let store = if cfg!(target_pointer_width = "64") {
-            GIB
-        } else {
-            256 * MIB
-        };
+        let store = if cfg!(target_pointer_width = "64") { GIB } else { 256 * MIB };
         assert_eq!(config.limits.store_size, store);
     }
 
@@ -1450,21 +1261,13 @@ mod tests {
         let names: Vec<&str> = config.domains.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["zeta.example", "alpha.example"]);
         assert_eq!(config.primary_domain, "zeta.example");
-        let zeta = config
-            .domain("ZETA.example.")
-            .expect("domain lookup ignores case");
+        let zeta = config.domain("ZETA.example.").expect("domain lookup ignores case");
         assert_eq!(
             zeta.users,
-            [
-                ("alice".to_string(), String::new()),
-                ("bob".to_string(), "$argon2id$v=19$x".to_string())
-            ]
+            [("alice".to_string(), String::new()), ("bob".to_string(), "$argon2id$v=19$x".to_string())]
         );
-        let aliases: Vec<(&str, Vec<&str>)> = zeta
-            .aliases
-            .iter()
-            .map(|(a, t)| (a.as_str(), t.iter().map(String::as_str).collect()))
-            .collect();
+        let aliases: Vec<(&str, Vec<&str>)> =
+            zeta.aliases.iter().map(|(a, t)| (a.as_str(), t.iter().map(String::as_str).collect())).collect();
         assert_eq!(
             aliases,
             [
@@ -1474,11 +1277,7 @@ mod tests {
             ]
         );
         assert_eq!(zeta.catch_all.as_deref(), Some("info"));
-        assert!(
-            config
-                .domain("alpha.example")
-                .is_some_and(|d| d.users.is_empty())
-        );
+        assert!(config.domain("alpha.example").is_some_and(|d| d.users.is_empty()));
         assert!(config.domain("example.com").is_none());
     }
 
@@ -1500,10 +1299,7 @@ mod tests {
         assert_eq!(config.mail_root, PathBuf::from("/m"));
         assert_eq!(config.primary_domain, "b.example");
         // Port 0 means "any free port", so the same address may appear twice.
-        assert_eq!(
-            config.listen.submission,
-            vec![SocketAddr::from(([127, 0, 0, 1], 0))]
-        );
+        assert_eq!(config.listen.submission, vec![SocketAddr::from(([127, 0, 0, 1], 0))]);
         assert!(config.listen.submissions.is_empty());
         assert_eq!(config.tls.cert, Some(PathBuf::from("c.pem")));
         assert!(config.relay.trusted_networks.is_empty());
@@ -1760,13 +1556,7 @@ mod tests {
             Some(2),
             "string values must be quoted",
         ),
-        (
-            "duplicate key",
-            "hostname = \"a\"\nhostname = \"b\"\n",
-            "",
-            Some(2),
-            "duplicate key",
-        ),
+        ("duplicate key", "hostname = \"a\"\nhostname = \"b\"\n", "", Some(2), "duplicate key"),
     ];
 
     #[test]
@@ -1787,10 +1577,7 @@ mod tests {
         let text = "hostname = \"h.example\"\ndata_dir = \"d\"\n[domains.\"example.com\"]\nusers = { alice = \"hunter2\" }\n";
         let err = parse(text).expect_err("plain password refused");
         assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert!(
-            err.problem.contains("postern passwd alice@example.com"),
-            "{err}"
-        );
+        assert!(err.problem.contains("postern passwd alice@example.com"), "{err}");
     }
 
     #[test]
@@ -1800,8 +1587,7 @@ mod tests {
         assert!(check_store_size(1536 * MIB, 25 * MIB, 32).is_ok());
         let err = check_store_size(2 * GIB, 25 * MIB, 32).expect_err("too big for 32-bit");
         assert!(
-            err.contains("store_size 2G is too big for this 32-bit system")
-                && err.contains("1536M"),
+            err.contains("store_size 2G is too big for this 32-bit system") && err.contains("1536M"),
             "{err}"
         );
     }
@@ -1820,23 +1606,14 @@ mod tests {
         );
         err.line = None;
         err.key.clear();
-        assert_eq!(
-            err.to_string(),
-            "/etc/postern/postern.toml: \"25X\" is not a size"
-        );
+        assert_eq!(err.to_string(), "/etc/postern/postern.toml: \"25X\" is not a size");
     }
 
     #[test]
     fn load_reports_an_unreadable_file() {
         let err = Config::load(Path::new("/nonexistent/postern.toml")).expect_err("no such file");
-        assert_eq!(
-            (err.file.as_str(), err.line, err.key.as_str()),
-            ("/nonexistent/postern.toml", None, "")
-        );
-        assert!(
-            err.problem.starts_with("cannot read the config file: "),
-            "{err}"
-        );
+        assert_eq!((err.file.as_str(), err.line, err.key.as_str()), ("/nonexistent/postern.toml", None, ""));
+        assert!(err.problem.starts_with("cannot read the config file: "), "{err}");
     }
 
     #[test]
@@ -1846,34 +1623,13 @@ mod tests {
         assert_eq!(config.hostname, "localhost");
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert_eq!(config.mail_root, PathBuf::from("data/mail"));
-        assert_eq!(
-            config.listen.mx,
-            vec![SocketAddr::from(([127, 0, 0, 1], 2525))]
-        );
-        assert_eq!(
-            config.listen.submission,
-            vec![SocketAddr::from(([127, 0, 0, 1], 2587))]
-        );
-        assert_eq!(
-            config.listen.submissions,
-            vec![SocketAddr::from(([127, 0, 0, 1], 2465))]
-        );
+        assert_eq!(config.listen.mx, vec![SocketAddr::from(([127, 0, 0, 1], 2525))]);
+        assert_eq!(config.listen.submission, vec![SocketAddr::from(([127, 0, 0, 1], 2587))]);
+        assert_eq!(config.listen.submissions, vec![SocketAddr::from(([127, 0, 0, 1], 2465))]);
         assert_eq!(config.primary_domain, "example.test");
         let domain = config.domain("example.test").expect("example.test");
-        assert_eq!(
-            domain.users,
-            [
-                ("alice".to_string(), String::new()),
-                ("bob".to_string(), String::new())
-            ]
-        );
-        assert_eq!(
-            domain.aliases,
-            [(
-                "team".to_string(),
-                vec!["alice".to_string(), "bob".to_string()]
-            )]
-        );
+        assert_eq!(domain.users, [("alice".to_string(), String::new()), ("bob".to_string(), String::new())]);
+        assert_eq!(domain.aliases, [("team".to_string(), vec!["alice".to_string(), "bob".to_string()])]);
     }
 
     #[test]
@@ -1889,12 +1645,7 @@ mod tests {
         limits.store_size = config.limits.store_size;
         assert_eq!(config.limits, limits);
         let domain = config.domain("example.com").expect("example.com");
-        assert!(
-            domain
-                .users
-                .iter()
-                .all(|(_, hash)| hash.is_empty() || hash.starts_with("$argon2id$"))
-        );
+        assert!(domain.users.iter().all(|(_, hash)| hash.is_empty() || hash.starts_with("$argon2id$")));
         assert!(domain.catch_all.is_none());
     }
 
@@ -1912,9 +1663,7 @@ mod tests {
                 .lines()
                 .next()
                 .and_then(|line| line.strip_prefix("# expect: "))
-                .unwrap_or_else(|| {
-                    panic!("{}: first line must be `# expect: ...`", path.display())
-                });
+                .unwrap_or_else(|| panic!("{}: first line must be `# expect: ...`", path.display()));
             match Config::load(&path) {
                 Ok(_) => panic!("{}: parsed, but should fail", path.display()),
                 Err(err) => assert!(

@@ -42,17 +42,12 @@ pub fn run(config: Config) -> std::io::Result<()> {
     use std::sync::{Arc, RwLock};
     let settings = Settings::new(config);
     std::fs::create_dir_all(&settings.config.data_dir).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot create {}: {e}", settings.config.data_dir.display()),
-        )
+        std::io::Error::new(e.kind(), format!("cannot create {}: {e}", settings.config.data_dir.display()))
     })?;
     let queue = Arc::new(queue::Queue::open(&settings).map_err(std::io::Error::other)?);
     let shared: queue::SharedSettings = Arc::new(RwLock::new(Arc::new(settings)));
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     for n in 1..threads {
         let ex = Arc::clone(&ex);
         std::thread::Builder::new()
@@ -63,8 +58,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
     smol::block_on(ex.run(async {
         let listeners = server.bind().await?;
         for (listener, port) in listeners {
-            ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port))
-                .detach();
+            ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
         ex.spawn(queue.run(shared)).detach();
         log::info!("postern {} ready", env!("CARGO_PKG_VERSION"));

@@ -5,17 +5,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` as an RFC 5322 date in UTC, such as `Sun, 22 Nov 2026 00:16:22 +0000`.
 pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
         WEEKDAYS[(days % 7) as usize],
@@ -84,11 +80,7 @@ pub fn received(t: &Trace<'_>) -> String {
 /// The headers prepended at local delivery, with LF line ends as Maildir
 /// files use them.
 pub fn delivery_headers(sender: Option<&str>, delivered_to: &str) -> String {
-    format!(
-        "Return-Path: <{}>\nDelivered-To: {}\n",
-        sender.unwrap_or(""),
-        delivered_to
-    )
+    format!("Return-Path: <{}>\nDelivered-To: {}\n", sender.unwrap_or(""), delivered_to)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_net::{TcpListener, TcpStream};
 use smol::future::FutureExt as _;
@@ -68,16 +68,8 @@ impl Drop for Slot {
 
 impl Connections {
     /// Takes a place for a client, or says which limit is reached.
-    fn admit(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        max: usize,
-        max_per_ip: usize,
-    ) -> Result<Slot, fn(&str) -> Reply> {
-        let mut map = self
-            .per_ip
-            .lock()
-            .map_err(|_| reply::too_many_connections as fn(&str) -> Reply)?;
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, max_per_ip: usize) -> Result<Slot, fn(&str) -> Reply> {
+        let mut map = self.per_ip.lock().map_err(|_| reply::too_many_connections as fn(&str) -> Reply)?;
         if self.total.load(Ordering::SeqCst) >= max {
             return Err(reply::too_many_connections);
         }
@@ -87,10 +79,7 @@ impl Connections {
         }
         *n += 1;
         self.total.fetch_add(1, Ordering::SeqCst);
-        Ok(Slot {
-            conns: Arc::clone(self),
-            ip,
-        })
+        Ok(Slot { conns: Arc::clone(self), ip })
     }
 }
 
@@ -105,11 +94,7 @@ pub struct Server {
 impl Server {
     /// A server over an open queue.
     pub fn new(settings: SharedSettings, queue: Arc<Queue>) -> Arc<Server> {
-        Arc::new(Server {
-            settings,
-            queue,
-            conns: Arc::default(),
-        })
+        Arc::new(Server { settings, queue, conns: Arc::default() })
     }
 
     fn settings(&self) -> Arc<Settings> {
@@ -128,9 +113,8 @@ impl Server {
         let listen = &settings.config.listen;
         let mut out = Vec::new();
         for addr in &listen.mx {
-            let l = open_listener(*addr).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr} (mx): {e}"))
-            })?;
+            let l = open_listener(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (mx): {e}")))?;
             log::info!("listening on {} (mx)", l.local_addr()?);
             out.push((l, Port::Mx));
         }
@@ -143,12 +127,7 @@ impl Server {
     }
 
     /// Accepts connections on `listener` forever, one task each.
-    pub async fn serve(
-        self: Arc<Self>,
-        ex: Arc<Executor<'static>>,
-        listener: TcpListener,
-        port: Port,
-    ) {
+    pub async fn serve(self: Arc<Self>, ex: Arc<Executor<'static>>, listener: TcpListener, port: Port) {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -161,8 +140,7 @@ impl Server {
                 }
             };
             let server = Arc::clone(&self);
-            ex.spawn(async move { server.connection(stream, peer, port).await })
-                .detach();
+            ex.spawn(async move { server.connection(stream, peer, port).await }).detach();
         }
     }
 
@@ -170,23 +148,16 @@ impl Server {
         let settings = self.settings();
         let limits = &settings.config.limits;
         let ip = peer.ip();
-        let _slot =
-            match self
-                .conns
-                .admit(ip, limits.max_connections, limits.max_connections_per_ip)
-            {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    let mut out = Vec::new();
-                    refusal(&settings.config.hostname).write_to(&mut out);
-                    let _ = stream
-                        .write_all(&out)
-                        .or(timeout(Duration::from_secs(10)))
-                        .await;
-                    log::info!("refused connection from {ip}: too many connections");
-                    return;
-                }
-            };
+        let _slot = match self.conns.admit(ip, limits.max_connections, limits.max_connections_per_ip) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let mut out = Vec::new();
+                refusal(&settings.config.hostname).write_to(&mut out);
+                let _ = stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
+                log::info!("refused connection from {ip}: too many connections");
+                return;
+            }
+        };
         log::debug!("connection from {peer}");
         let mut conn = Conn {
             stream,
@@ -195,23 +166,12 @@ impl Server {
             command_timeout: limits.command_timeout,
             data_timeout: limits.data_timeout,
         };
-        match conn
-            .run(
-                Session::new(Arc::clone(&settings), ip),
-                &settings,
-                &self.queue,
-            )
-            .await
-        {
+        match conn.run(Session::new(Arc::clone(&settings), ip), &settings, &self.queue).await {
             Ok(()) => log::debug!("connection from {peer} closed"),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 let mut out = Vec::new();
                 reply::timeout(&settings.config.hostname).write_to(&mut out);
-                let _ = conn
-                    .stream
-                    .write_all(&out)
-                    .or(timeout(Duration::from_secs(10)))
-                    .await;
+                let _ = conn.stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
                 log::info!("connection from {peer} timed out");
             }
             Err(e) => log::debug!("connection from {peer} ended: {e}"),
@@ -288,17 +248,10 @@ impl Conn {
         }
         let start = self.inbuf.data.len();
         self.inbuf.data.resize(start + READ_SIZE, 0);
-        let n = self
-            .stream
-            .read(&mut self.inbuf.data[start..])
-            .or(timeout(limit))
-            .await;
+        let n = self.stream.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await;
         self.inbuf.data.truncate(start + *n.as_ref().unwrap_or(&0));
         match n? {
-            0 => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "client closed the connection",
-            )),
+            0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection")),
             _ => Ok(()),
         }
     }
@@ -316,48 +269,36 @@ impl Conn {
         let buf = self.inbuf.unread();
         match buf.iter().position(|&b| b == b'\n') {
             Some(lf) if lf < MAX_COMMAND_LINE => {
-                let len = if lf > 0 && buf[lf - 1] == b'\r' {
-                    lf - 1
-                } else {
-                    lf
-                };
+                let len = if lf > 0 && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
                 Line::Complete { len, used: lf + 1 }
             }
-            Some(lf) => Line::TooLong {
-                used: lf + 1,
-                ended: true,
-            },
-            None if buf.len() >= MAX_COMMAND_LINE => Line::TooLong {
-                used: buf.len(),
-                ended: false,
-            },
+            Some(lf) => Line::TooLong { used: lf + 1, ended: true },
+            None if buf.len() >= MAX_COMMAND_LINE => Line::TooLong { used: buf.len(), ended: false },
             None => Line::Partial,
         }
     }
 
     /// The session loop: commands until QUIT, an error, or the client leaves.
-    async fn run(
-        &mut self,
-        mut session: Session,
-        settings: &Settings,
-        queue: &Queue,
-    ) -> io::Result<()> {
+    async fn run(&mut self, mut session: Session, settings: &Settings, queue: &Queue) -> io::Result<()> {
         session.greeting().write_to(&mut self.out);
         self.flush().await?;
         let mut discarding = false;
+        // Each command line must be complete within the timeout, however
+        // slowly its bytes trickle in.
+        let mut deadline = Instant::now() + self.command_timeout;
         loop {
             let action = match self.next_line() {
                 Line::Partial => {
                     // Pipelined replies go out when no further command is waiting.
                     self.flush().await?;
-                    self.read_more(self.command_timeout).await?;
+                    self.read_more(deadline.saturating_duration_since(Instant::now())).await?;
                     continue;
                 }
                 Line::TooLong { used, ended: false } => {
                     self.inbuf.consume(used);
                     discarding = true;
                     self.flush().await?;
-                    self.read_more(self.command_timeout).await?;
+                    self.read_more(deadline.saturating_duration_since(Instant::now())).await?;
                     continue;
                 }
                 Line::TooLong { used, ended: true } | Line::Complete { used, .. } if discarding => {
@@ -375,6 +316,7 @@ impl Conn {
                     action
                 }
             };
+            deadline = Instant::now() + self.command_timeout;
             match action {
                 Action::Reply(r) => r.write_to(&mut self.out),
                 Action::Close(r) => {
@@ -386,6 +328,7 @@ impl Conn {
                     self.flush().await?;
                     let reply = self.data(&mut session, settings, queue).await?;
                     reply.write_to(&mut self.out);
+                    deadline = Instant::now() + self.command_timeout;
                 }
             }
         }
@@ -393,12 +336,7 @@ impl Conn {
 
     /// Reads one message after `354`, storing it piece by piece, and returns
     /// the reply to its final dot.
-    async fn data(
-        &mut self,
-        session: &mut Session,
-        settings: &Settings,
-        queue: &Queue,
-    ) -> io::Result<Reply> {
+    async fn data(&mut self, session: &mut Session, settings: &Settings, queue: &Queue) -> io::Result<Reply> {
         let config = &settings.config;
         let id = queue.new_id();
         let arrived = SystemTime::now();
@@ -425,14 +363,7 @@ impl Conn {
                 body.clear();
             } else if body.len() >= CHUNK {
                 let piece = std::mem::replace(&mut body, Vec::with_capacity(CHUNK));
-                match queue
-                    .write(Write::Chunk {
-                        id,
-                        n: stored,
-                        bytes: piece,
-                    })
-                    .await
-                {
+                match queue.write(Write::Chunk { id, n: stored, bytes: piece }).await {
                     Ok(()) => stored += 1,
                     Err(e) => store_error = Some(e),
                 }
@@ -489,19 +420,10 @@ impl Conn {
                 })
                 .collect(),
         };
-        match queue
-            .write(Write::Commit {
-                last: Some((stored, body)),
-                message,
-            })
-            .await
-        {
+        match queue.write(Write::Commit { last: Some((stored, body)), message }).await {
             Ok(()) => {
-                let to: Vec<String> = envelope
-                    .recipients
-                    .iter()
-                    .map(|r| format!("<{}>", r.address()))
-                    .collect();
+                let to: Vec<String> =
+                    envelope.recipients.iter().map(|r| format!("<{}>", r.address())).collect();
                 log::info!(
                     target: "mail",
                     "id={id} from=<{}> to={} size={} client=[{}] helo={} status=accepted",

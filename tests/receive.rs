@@ -34,15 +34,8 @@ s.quit()
     );
     assert!(text.ends_with("\nhello\n.leading dot\n"), "{text}");
     assert!(!text.contains('\r'), "Maildir files use LF line ends");
-    assert!(
-        !text.contains("bob@example.com"),
-        "the Received header names no recipient"
-    );
-    assert!(
-        std::fs::read_to_string(&bob[0])
-            .unwrap()
-            .contains("Delivered-To: bob@example.com\n")
-    );
+    assert!(!text.contains("bob@example.com"), "the Received header names no recipient");
+    assert!(std::fs::read_to_string(&bob[0]).unwrap().contains("Delivered-To: bob@example.com\n"));
     // Python's mailbox module reads both Maildirs.
     let out = p.python(
         r#"
@@ -55,33 +48,13 @@ for user in ("alice", "bob"):
     print(user, m["Subject"], m["Message-ID"], m["Delivered-To"], repr(m.get_payload()))
 "#,
     );
-    assert!(
-        out.contains("alice two <two@test> alice@example.com 'hello\\n.leading dot\\n'"),
-        "{out}"
-    );
+    assert!(out.contains("alice two <two@test> alice@example.com 'hello\\n.leading dot\\n'"), "{out}");
     assert!(out.contains("bob two <two@test> bob@example.com"), "{out}");
     // One message went to the queue and was delivered to both.
-    let accepted = p.wait_log(&[
-        "status=accepted",
-        "to=<alice@example.com>,<bob@example.com>",
-    ]);
-    let id = accepted
-        .split("id=")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    p.wait_log(&[
-        &format!("id={id}"),
-        "to=<bob@example.com>",
-        "status=delivered",
-    ]);
-    assert!(
-        text.contains(&format!(" id {id};")),
-        "the queue id is in the Received header"
-    );
+    let accepted = p.wait_log(&["status=accepted", "to=<alice@example.com>,<bob@example.com>"]);
+    let id = accepted.split("id=").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    p.wait_log(&[&format!("id={id}"), "to=<bob@example.com>", "status=delivered"]);
+    assert!(text.contains(&format!(" id {id};")), "the queue id is in the Received header");
 }
 
 #[test]
@@ -111,10 +84,7 @@ print("errors", errors)
     assert!(out.contains("errors []"), "{out}");
     let count = |d: &str, u: &str| p.inbox(d, u).len();
     wait_for("250 deliveries", || {
-        (count("example.com", "alice")
-            + count("example.com", "bob")
-            + count("example.org", "carol")
-            >= 250)
+        (count("example.com", "alice") + count("example.com", "bob") + count("example.org", "carol") >= 250)
             .then_some(())
     });
     let out = p.python(
@@ -152,11 +122,7 @@ s.quit()
     std::fs::remove_file(&blocker).unwrap();
     p.restart();
     let files = p.wait_inbox("example.com", "alice", 1);
-    assert!(
-        std::fs::read_to_string(&files[0])
-            .unwrap()
-            .ends_with("\nkeep me\n")
-    );
+    assert!(std::fs::read_to_string(&files[0]).unwrap().ends_with("\nkeep me\n"));
     p.wait_log(&["to=<alice@example.com>", "status=delivered"]);
     // Another restart must not deliver it again.
     p.restart();
@@ -183,10 +149,7 @@ fn a_transient_failure_is_retried_while_running() {
     c.cmd("MAIL FROM:<>");
     assert!(c.cmd("RCPT TO:<carol@example.org>").starts_with("250 "));
     assert!(c.cmd("DATA").starts_with("354 "));
-    assert!(
-        c.cmd("Subject: retry\r\n\r\nbody\r\n.")
-            .starts_with("250 2.0.0 OK queued as ")
-    );
+    assert!(c.cmd("Subject: retry\r\n\r\nbody\r\n.").starts_with("250 2.0.0 OK queued as "));
     p.wait_log(&["to=<carol@example.org>", "status=deferred", "attempts=1"]);
     std::fs::remove_file(&blocker).unwrap();
     p.wait_inbox("example.org", "carol", 1);
@@ -199,22 +162,10 @@ fn unknown_local_user_is_refused_at_rcpt() {
     let p = Postern::start(UNTRUSTED);
     let mut c = p.raw();
     assert!(c.cmd("EHLO client.example").contains("250-PIPELINING"));
-    assert!(
-        c.cmd("MAIL FROM:<x@remote.example>")
-            .starts_with("250 2.1.0")
-    );
-    assert_eq!(
-        c.cmd("RCPT TO:<nobody@example.com>"),
-        "550 5.1.1 <nobody@example.com>: no such user here"
-    );
-    assert!(
-        c.cmd("RCPT TO:<alice+lists@example.com>")
-            .starts_with("250 2.1.5")
-    );
-    assert!(
-        c.cmd("RCPT TO:<postmaster@example.org>")
-            .starts_with("250 2.1.5")
-    );
+    assert!(c.cmd("MAIL FROM:<x@remote.example>").starts_with("250 2.1.0"));
+    assert_eq!(c.cmd("RCPT TO:<nobody@example.com>"), "550 5.1.1 <nobody@example.com>: no such user here");
+    assert!(c.cmd("RCPT TO:<alice+lists@example.com>").starts_with("250 2.1.5"));
+    assert!(c.cmd("RCPT TO:<postmaster@example.org>").starts_with("250 2.1.5"));
     assert!(c.cmd("RCPT TO:<postmaster>").starts_with("250 2.1.5"));
 }
 
@@ -245,19 +196,12 @@ fn trusted_clients_may_relay_and_bare_names_are_completed() {
     let mut c = p.raw();
     c.cmd("HELO printer");
     c.cmd("MAIL FROM:<scanner@example.org>");
-    assert!(
-        c.cmd("RCPT TO:<someone@elsewhere.example>")
-            .starts_with("250 ")
-    );
+    assert!(c.cmd("RCPT TO:<someone@elsewhere.example>").starts_with("250 "));
     assert!(c.cmd("RCPT TO:<carol>").starts_with("250 "));
     assert!(c.cmd("DATA").starts_with("354"));
     assert!(c.cmd("Subject: scan\r\n\r\nscan\r\n.").starts_with("250 "));
     let files = p.wait_inbox("example.org", "carol", 1);
-    assert!(
-        std::fs::read_to_string(&files[0])
-            .unwrap()
-            .contains("Delivered-To: carol@example.org\n")
-    );
+    assert!(std::fs::read_to_string(&files[0]).unwrap().contains("Delivered-To: carol@example.org\n"));
     // No outbound transport yet: the remote recipient stays queued.
     p.wait_log(&["to=<someone@elsewhere.example>", "status=deferred"]);
 }
@@ -290,10 +234,7 @@ fn oversize_message_is_drained_then_refused_and_the_session_continues() {
     let p = Postern::start("[limits]\nmax_message_size = \"10K\"\n");
     let mut c = p.raw();
     assert!(c.cmd("EHLO c").contains("250-SIZE 10240"));
-    assert!(
-        c.cmd("MAIL FROM:<a@remote.example> SIZE=20000")
-            .starts_with("552 5.3.4")
-    );
+    assert!(c.cmd("MAIL FROM:<a@remote.example> SIZE=20000").starts_with("552 5.3.4"));
     c.cmd("MAIL FROM:<a@remote.example>");
     c.cmd("RCPT TO:<alice@example.com>");
     c.cmd("DATA");
@@ -318,16 +259,8 @@ fn long_command_lines_get_500_and_the_session_stays_in_step() {
     c.cmd("EHLO c");
     let long = format!("NOOP {}", "a".repeat(100_000));
     assert_eq!(c.cmd(&long), "500 5.5.2 line too long");
-    assert!(
-        c.cmd(&format!("NOOP {}", "b".repeat(505)))
-            .starts_with("250"),
-        "510 octets with CRLF is fine"
-    );
-    assert!(
-        c.cmd(&format!("NOOP {}", "b".repeat(506)))
-            .starts_with("500 5.5.2"),
-        "513 octets is not"
-    );
+    assert!(c.cmd(&format!("NOOP {}", "b".repeat(505))).starts_with("250"), "510 octets with CRLF is fine");
+    assert!(c.cmd(&format!("NOOP {}", "b".repeat(506))).starts_with("500 5.5.2"), "513 octets is not");
     assert!(c.cmd("NOOP").starts_with("250"));
 }
 
@@ -405,10 +338,7 @@ fn more_than_the_recipient_limit_gets_452() {
     c.cmd("MAIL FROM:<a@remote.example>");
     assert!(c.cmd("RCPT TO:<alice@example.com>").starts_with("250"));
     assert!(c.cmd("RCPT TO:<bob@example.com>").starts_with("250"));
-    assert_eq!(
-        c.cmd("RCPT TO:<carol@example.org>"),
-        "452 4.5.3 too many recipients"
-    );
+    assert_eq!(c.cmd("RCPT TO:<carol@example.org>"), "452 4.5.3 too many recipients");
     assert!(c.cmd("DATA").starts_with("354"));
     assert!(c.cmd("Subject: two\r\n\r\n.").starts_with("250"));
 }
@@ -475,11 +405,7 @@ fn a_full_store_answers_452_and_keeps_what_is_queued() {
     std::fs::remove_file(p.mail_root().join("example.com")).unwrap();
     // What was queued before the store filled up is still delivered.
     let first = p.wait_inbox("example.com", "alice", 1);
-    assert!(
-        first
-            .iter()
-            .any(|f| std::fs::read_to_string(f).unwrap().ends_with("\nkeep\n"))
-    );
+    assert!(first.iter().any(|f| std::fs::read_to_string(f).unwrap().ends_with("\nkeep\n")));
 }
 
 #[test]
@@ -513,10 +439,7 @@ fn receiving_a_large_message_does_not_hold_it_in_memory() {
     let files = p.wait_inbox("example.com", "alice", 1);
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 24_000_000);
     let growth = peak.saturating_sub(before);
-    assert!(
-        growth < 12 * 1024,
-        "anonymous memory grew by {growth} KiB while receiving 24 MiB"
-    );
+    assert!(growth < 12 * 1024, "anonymous memory grew by {growth} KiB while receiving 24 MiB");
 }
 
 #[test]
@@ -538,16 +461,8 @@ fn bad_config_files_are_refused_by_check_config_with_file_line_and_key() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{}: {stderr}", path.display());
-        assert!(
-            stderr.contains(&path.display().to_string()),
-            "{}: names the file: {stderr}",
-            path.display()
-        );
-        assert!(
-            stderr.contains(expect),
-            "{}: wanted {expect:?}, got {stderr}",
-            path.display()
-        );
+        assert!(stderr.contains(&path.display().to_string()), "{}: names the file: {stderr}", path.display());
+        assert!(stderr.contains(expect), "{}: wanted {expect:?}, got {stderr}", path.display());
         n += 1;
     }
     assert!(n >= 10, "only {n} bad configs");
@@ -557,11 +472,7 @@ fn bad_config_files_are_refused_by_check_config_with_file_line_and_key() {
         .arg(&good)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -576,8 +487,39 @@ fn a_bad_config_stops_serve_with_a_clear_error() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        stderr.contains(&format!("{}:4: limits.max_recipients", config.display())),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:4: limits.max_recipients", config.display())), "{stderr}");
+}
+
+#[test]
+fn a_command_trickled_in_slowly_still_times_out() {
+    let p = Postern::start("[limits]\ncommand_timeout = \"2s\"\n");
+    let mut c = p.raw();
+    let start = std::time::Instant::now();
+    // One byte every 300 ms for 1.8 s: each read is quick, the line never
+    // completes. A per-read timeout would fire 2 s after the last byte (3.8 s);
+    // the per-command one fires 2 s after the line began.
+    for _ in 0..6 {
+        c.send(b"N");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(c.reply().starts_with("421 4.4.2"));
+    let elapsed = start.elapsed();
+    assert!(elapsed < std::time::Duration::from_millis(3300), "timed out only after {elapsed:?}");
+    assert!(c.closed());
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let p = Postern::start("");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["serve", "--config"])
+        .arg(&p.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("another postern process is using this data dir"), "{stderr}");
+    // The first one is unharmed.
+    let mut c = p.raw();
+    assert!(c.cmd("NOOP").starts_with("250"));
 }

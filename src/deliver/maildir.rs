@@ -68,9 +68,10 @@ fn create(dir: &Path) -> io::Result<()> {
     for sub in ["cur", "new", "tmp"] {
         builder.create(dir.join(sub))?;
     }
-    File::open(dir)?.sync_all()?;
-    if let Some(parent) = dir.parent() {
-        File::open(parent)?.sync_all()?;
+    // The new entries in the user's, the domain's and mail_root's directories
+    // must be on disk too, or a power cut could take the file with them.
+    for d in dir.ancestors().take(3) {
+        File::open(d)?.sync_all()?;
     }
     Ok(())
 }
@@ -80,16 +81,8 @@ fn write_file(
     headers: &str,
     body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    let mut out = LfWriter {
-        inner: BufWriter::with_capacity(64 * 1024, file),
-        cr: false,
-        written: 0,
-    };
+    let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut out = LfWriter { inner: BufWriter::with_capacity(64 * 1024, file), cr: false, written: 0 };
     out.inner.write_all(headers.as_bytes())?;
     out.written += headers.len() as u64;
     body(&mut out)?;
@@ -105,20 +98,11 @@ fn write_file(
 
 /// A name no other delivery uses: time, microseconds, pid, a counter, host.
 fn unique_name(hostname: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     // '/' and ':' may not appear in a Maildir name (':' starts the flags).
     let host = hostname.replace('/', "\\057").replace(':', "\\072");
-    format!(
-        "{}.M{}P{}Q{}.{}",
-        now.as_secs(),
-        now.subsec_micros(),
-        std::process::id(),
-        seq,
-        host
-    )
+    format!("{}.M{}P{}Q{}.{}", now.as_secs(), now.subsec_micros(), std::process::id(), seq, host)
 }
 
 fn classify(what: &str, e: io::Error) -> DeliveryError {
@@ -179,11 +163,7 @@ mod tests {
     use super::*;
 
     fn lf(pieces: &[&[u8]]) -> (Vec<u8>, u64) {
-        let mut w = LfWriter {
-            inner: Vec::new(),
-            cr: false,
-            written: 0,
-        };
+        let mut w = LfWriter { inner: Vec::new(), cr: false, written: 0 };
         for p in pieces {
             w.write_all(p).unwrap();
         }
@@ -209,20 +189,13 @@ mod tests {
         let dir = path(root.path(), "example.com", "alice");
         let headers = "Return-Path: <a@b.example>\nDelivered-To: alice@example.com\n";
         let stored = b"Subject: hi\r\n\r\nbody\r\n";
-        let p = deliver(&dir, "mx/1:2", headers, stored.len() as u64, |w| {
-            w.write_all(stored)
-        })
-        .unwrap();
+        let p = deliver(&dir, "mx/1:2", headers, stored.len() as u64, |w| w.write_all(stored)).unwrap();
         let text = fs::read_to_string(&p).unwrap();
         assert_eq!(text, format!("{headers}Subject: hi\n\nbody\n"));
         let name = p.file_name().unwrap().to_str().unwrap().to_string();
         assert!(name.contains(".mx\\0571\\0722,"), "{name}");
         assert!(
-            name.ends_with(&format!(
-                ",S={},W={}",
-                text.len(),
-                text.len() + text.matches('\n').count()
-            )),
+            name.ends_with(&format!(",S={},W={}", text.len(), text.len() + text.matches('\n').count())),
             "{name}"
         );
         assert_eq!(p.parent().unwrap(), dir.join("new"));
@@ -234,14 +207,8 @@ mod tests {
     fn a_failed_write_leaves_nothing_behind_and_is_transient() {
         let root = tempfile::tempdir().unwrap();
         let dir = path(root.path(), "example.com", "alice");
-        let err = deliver(&dir, "mx", "", 4, |_| {
-            Err(io::Error::other("store read failed"))
-        })
-        .unwrap_err();
-        assert!(
-            matches!(err, DeliveryError::Transient(ref s) if s.contains("store read failed")),
-            "{err:?}"
-        );
+        let err = deliver(&dir, "mx", "", 4, |_| Err(io::Error::other("store read failed"))).unwrap_err();
+        assert!(matches!(err, DeliveryError::Transient(ref s) if s.contains("store read failed")), "{err:?}");
         assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 0);
     }

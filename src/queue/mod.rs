@@ -12,7 +12,7 @@
 pub mod schedule;
 pub mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -40,11 +40,21 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 
 type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// How long a message whose record cannot be read is left alone.
+const HOLD_BROKEN: u64 = 3600;
+
+/// How soon a failed outcome write is tried again.
+const REWRITE_DELAY: Duration = Duration::from_secs(5);
+
 enum Event {
     /// Something was queued, or a retry was asked for.
     Wake,
-    /// A delivery attempt's outcome is on disk.
-    Finished(QueueId),
+    /// A delivery attempt is over and its outcome is on disk; with `hold`,
+    /// leave the message alone until that unix time whatever the store says.
+    Finished { id: QueueId, hold: Option<u64> },
+    /// The outcome of an attempt could not be written. The deliveries it
+    /// records have happened: write it again rather than deliver again.
+    Unrecorded(Message),
 }
 
 /// The configuration in force, replaceable while running.
@@ -71,10 +81,7 @@ impl Queue {
     /// When the store cannot be opened.
     pub fn open(settings: &Settings) -> Result<Queue, StoreError> {
         let config = &settings.config;
-        let store = Arc::new(Store::open(
-            &config.data_dir.join("queue"),
-            config.limits.store_size,
-        )?);
+        let store = Arc::new(Store::open(&config.data_dir.join("queue"), config.limits.store_size)?);
         let (writes, rx) = channel::unbounded::<(Write, Done)>();
         let committer_store = Arc::clone(&store);
         thread::Builder::new()
@@ -82,12 +89,7 @@ impl Queue {
             .spawn(move || committer(&committer_store, &rx))
             .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
         let (events, events_rx) = channel::unbounded();
-        Ok(Queue {
-            store,
-            writes,
-            events,
-            events_rx,
-        })
+        Ok(Queue { store, writes, events, events_rx })
     }
 
     /// The store, for reads.
@@ -114,10 +116,8 @@ impl Queue {
             .send((w, done))
             .await
             .map_err(|_| StoreError::Other("the committer has stopped".into()))?;
-        let r = rx
-            .recv()
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Other("the committer has stopped".into())));
+        let r =
+            rx.recv().await.unwrap_or_else(|_| Err(StoreError::Other("the committer has stopped".into())));
         if wakes && r.is_ok() {
             let _ = self.events.try_send(Event::Wake);
         }
@@ -127,45 +127,47 @@ impl Queue {
     /// Runs the delivery loop until the process ends: looks for due messages
     /// and hands them to `workers` delivery threads.
     pub async fn run(self: Arc<Queue>, settings: SharedSettings) {
-        let workers = settings
-            .read()
-            .map(|s| s.config.limits.delivery_workers)
-            .unwrap_or(2)
-            .max(1);
+        let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
+        let workers = current(&settings).config.limits.delivery_workers.max(1);
         let (jobs, jobs_rx) = channel::bounded::<QueueId>(workers);
         for n in 0..workers {
             let queue = Arc::clone(&self);
             let settings = Arc::clone(&settings);
             let jobs_rx = jobs_rx.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("deliver-{n}"))
-                .spawn(move || {
-                    let mut rng = Jitter::new(n as u64);
-                    while let Ok(id) = jobs_rx.recv_blocking() {
-                        let current = settings.read().map(|s| Arc::clone(&*s)).ok();
-                        match current {
-                            Some(s) => queue.attempt(id, &s, &mut rng),
-                            None => queue.finished(id),
-                        }
+            let spawned = thread::Builder::new().name(format!("deliver-{n}")).spawn(move || {
+                let mut rng = Jitter::new(n as u64);
+                while let Ok(id) = jobs_rx.recv_blocking() {
+                    let s = current(&settings);
+                    let attempt = std::panic::AssertUnwindSafe(|| queue.attempt(id, &s, &mut rng));
+                    if std::panic::catch_unwind(attempt).is_err() {
+                        log::error!(target: "mail", "id={id} status=error error=\"delivery panicked; held for an hour\"");
+                        queue.finished(id, Some(unix_now() + HOLD_BROKEN));
                     }
-                });
+                }
+            });
             if let Err(e) = spawned {
                 log::error!("cannot start a delivery thread: {e}");
             }
         }
         let mut busy: HashSet<QueueId> = HashSet::new();
+        let mut held: HashMap<QueueId, u64> = HashMap::new();
+        let mut unrecorded: Vec<Message> = Vec::new();
         loop {
-            let scan = self
-                .store
-                .due(unix_now(), SCAN_WINDOW.min(workers * 4), |id| {
-                    busy.contains(&id)
-                });
-            let next_due = match scan {
+            let now = unix_now();
+            held.retain(|_, until| *until > now);
+            for message in unrecorded.drain(..) {
+                self.record(message);
+            }
+            let skip = |id: QueueId| busy.contains(&id) || held.contains_key(&id);
+            let mut wait = MAX_IDLE;
+            match self.store.due(now, SCAN_WINDOW.min(workers * 4), skip) {
                 Ok((ids, next)) => {
-                    let mut next = next;
+                    if let Some(at) = next {
+                        wait = Duration::from_secs(at.saturating_sub(now)).min(MAX_IDLE);
+                    }
                     for id in ids {
+                        // Finished events free places; they wake the loop.
                         if busy.len() >= workers * 2 {
-                            next = Some(0);
                             break;
                         }
                         busy.insert(id);
@@ -173,38 +175,58 @@ impl Queue {
                             return;
                         }
                     }
-                    next
                 }
-                Err(e) => {
-                    log::error!("cannot read the queue: {e}");
-                    None
-                }
-            };
-            let wait = match next_due {
-                Some(0) => MAX_IDLE,
-                Some(at) => Duration::from_secs(at.saturating_sub(unix_now())).min(MAX_IDLE),
-                None => MAX_IDLE,
-            };
-            let event = async { self.events_rx.recv().await.ok() }
+                Err(e) => log::error!("cannot read the queue: {e}"),
+            }
+            if let Some(&until) = held.values().min() {
+                wait = wait.min(Duration::from_secs(until.saturating_sub(now)));
+            }
+            let first = async { self.events_rx.recv().await.ok() }
                 .or(async {
                     Timer::after(wait).await;
                     None
                 })
                 .await;
-            if let Some(Event::Finished(id)) = event {
-                busy.remove(&id);
-            }
             // Take every other event that is already waiting before scanning.
-            while let Ok(e) = self.events_rx.try_recv() {
-                if let Event::Finished(id) = e {
-                    busy.remove(&id);
+            for event in first.into_iter().chain(std::iter::from_fn(|| self.events_rx.try_recv().ok())) {
+                match event {
+                    Event::Wake => {}
+                    Event::Finished { id, hold } => {
+                        busy.remove(&id);
+                        if let Some(until) = hold {
+                            held.insert(id, until);
+                        }
+                    }
+                    Event::Unrecorded(message) => unrecorded.push(message),
                 }
+            }
+            if !unrecorded.is_empty() {
+                Timer::after(REWRITE_DELAY).await;
             }
         }
     }
 
-    fn finished(&self, id: QueueId) {
-        let _ = self.events.try_send(Event::Finished(id));
+    fn finished(&self, id: QueueId, hold: Option<u64>) {
+        let _ = self.events.try_send(Event::Finished { id, hold });
+    }
+
+    /// Writes the outcome of an attempt; the message stays busy until the
+    /// write is on disk, and a failed write is tried again without delivering
+    /// again.
+    fn record(self: &Arc<Queue>, message: Message) {
+        let queue = Arc::clone(self);
+        let copy = message.clone();
+        let id = message.id;
+        let done: Done = Box::new(move |r| match r {
+            Ok(()) => queue.finished(id, None),
+            Err(e) => {
+                log::error!(target: "mail", "id={id} status=error error=\"cannot record delivery, will retry: {e}\"");
+                let _ = queue.events.try_send(Event::Unrecorded(copy));
+            }
+        });
+        if self.writes.send_blocking((Write::Update { message }, done)).is_err() {
+            log::error!("the committer has stopped");
+        }
     }
 
     /// One delivery attempt for every pending recipient of message `id`; runs
@@ -212,10 +234,10 @@ impl Queue {
     fn attempt(self: &Arc<Queue>, id: QueueId, settings: &Settings, rng: &mut Jitter) {
         let mut message = match self.store.message(id) {
             Ok(Some(m)) => m,
-            Ok(None) => return self.finished(id),
+            Ok(None) => return self.finished(id, Some(unix_now() + HOLD_BROKEN)),
             Err(e) => {
-                log::error!(target: "mail", "id={id} status=error error=\"{e}\"");
-                return self.finished(id);
+                log::error!(target: "mail", "id={id} status=error error=\"{e}; held for an hour\"");
+                return self.finished(id, Some(unix_now() + HOLD_BROKEN));
             }
         };
         let config = &settings.config;
@@ -228,19 +250,17 @@ impl Queue {
             }
             let route = message.recipients[i].route.clone();
             let result = match &route {
-                Route::Local { user, domain } if !settings.accounts.is_user(user, domain) => Err(
-                    DeliveryError::Permanent(format!("mailbox {user}@{domain} no longer exists")),
-                ),
+                Route::Local { user, domain } if !settings.accounts.is_user(user, domain) => {
+                    Err(DeliveryError::Permanent(format!("mailbox {user}@{domain} no longer exists")))
+                }
                 Route::Local { user, domain } => {
                     let dir = maildir::path(&config.mail_root, domain.as_str(), user);
                     let headers = delivery_headers(sender.as_deref(), &route.address());
                     maildir::deliver(&dir, &config.hostname, &headers, message.size, |w| {
-                        self.store
-                            .read_body(id, |piece| w.write_all(piece))
-                            .map_err(|e| match e {
-                                store::ReadError::Io(io) => io,
-                                store::ReadError::Store(s) => std::io::Error::other(s.to_string()),
-                            })
+                        self.store.read_body(&message, |piece| w.write_all(piece)).map_err(|e| match e {
+                            store::ReadError::Io(io) => io,
+                            store::ReadError::Store(s) => std::io::Error::other(s.to_string()),
+                        })
                     })
                     .map(|path| path.display().to_string())
                 }
@@ -275,31 +295,13 @@ impl Queue {
         }
         let attempts = pending_attempts(&message);
         message.next_attempt = now + schedule.delay(attempts.max(1), rng.next()).as_secs().max(1);
-        let queue = Arc::clone(self);
-        let done: Done = Box::new(move |r| {
-            if let Err(e) = r {
-                log::error!(target: "mail", "id={id} status=error error=\"cannot record delivery: {e}\"");
-            }
-            queue.finished(id);
-        });
-        if self
-            .writes
-            .send_blocking((Write::Update { message }, done))
-            .is_err()
-        {
-            log::error!("the committer has stopped");
-        }
+        self.record(message);
     }
 }
 
 /// The most attempts among recipients still pending.
 fn pending_attempts(m: &Message) -> u32 {
-    m.recipients
-        .iter()
-        .filter(|r| r.status == Status::Pending)
-        .map(|r| r.attempts)
-        .max()
-        .unwrap_or(0)
+    m.recipients.iter().filter(|r| r.status == Status::Pending).map(|r| r.attempts).max().unwrap_or(0)
 }
 
 /// The committer: takes every write waiting, commits them together, then
@@ -326,9 +328,7 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
                     d(store.apply(std::slice::from_ref(w)));
                 }
             }
-            Err(e) => dones
-                .into_iter()
-                .for_each(|d| d(Err(StoreError::from_ref(&e)))),
+            Err(e) => dones.into_iter().for_each(|d| d(Err(StoreError::from_ref(&e)))),
         }
     }
 }
@@ -348,12 +348,8 @@ struct Jitter(u64);
 impl Jitter {
     fn new(salt: u64) -> Jitter {
         static SEED: AtomicU64 = AtomicU64::new(0);
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        let s =
-            t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let s = t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Jitter((s ^ SEED.fetch_add(1, Ordering::Relaxed)) | 1)
     }
 

@@ -16,11 +16,7 @@ pub struct Schedule {
 impl Schedule {
     /// The schedule the `[queue]` table describes.
     pub fn new(q: &QueueConfig) -> Schedule {
-        Schedule {
-            first: q.retry_first,
-            max: q.retry_max,
-            lifetime: q.lifetime,
-        }
+        Schedule { first: q.retry_first, max: q.retry_max, lifetime: q.lifetime }
     }
 
     /// The delay after the `attempts`-th failed attempt (1 for the first).
@@ -44,11 +40,7 @@ mod tests {
 
     fn schedule() -> Schedule {
         let m = |n: u64| Duration::from_secs(60 * n);
-        Schedule {
-            first: m(5),
-            max: m(60),
-            lifetime: m(5 * 24 * 60),
-        }
+        Schedule { first: m(5), max: m(60), lifetime: m(5 * 24 * 60) }
     }
 
     #[test]

@@ -117,10 +117,7 @@ pub enum Write {
     /// Store a piece of a message that is still arriving.
     Chunk { id: QueueId, n: u32, bytes: Vec<u8> },
     /// Queue a message: its last piece and its record, due now.
-    Commit {
-        last: Option<(u32, Vec<u8>)>,
-        message: Message,
-    },
+    Commit { last: Option<(u32, Vec<u8>)>, message: Message },
     /// Drop the pieces of a message that was not accepted.
     Discard { id: QueueId },
     /// Save a message's new state after a delivery attempt; removes it when no
@@ -146,23 +143,42 @@ pub struct Store {
     messages: Database<'static, Bytes, Bytes>,
     chunks: Database<'static, Bytes, Bytes>,
     due: Database<'static, Bytes, Bytes>,
+    meta: Database<'static, Bytes, Bytes>,
     next_id: AtomicU64,
+    /// Held open for the life of the store: the exclusive lock on the data dir.
+    _lock: std::fs::File,
+}
+
+/// The `meta` key of the lowest queue id the next start may use.
+const ID_FLOOR: &[u8] = b"id_floor";
+
+/// Takes an exclusive lock on `dir`, so only one process at a time uses the
+/// store: a second server would otherwise sweep away the pieces of messages
+/// the first is still receiving.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use rustix::fs::{FlockOperation, flock};
+    let path = dir.join("postern.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
+    flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        StoreError::Other(format!("{}: {e}: another postern process is using this data dir", path.display()))
+    })?;
+    Ok(file)
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.env.path())
-            .finish()
+        f.debug_struct("Store").field("path", &self.env.path()).finish()
     }
 }
 
 /// Unix time now, in seconds.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn due_key(at: u64, id: QueueId) -> [u8; 16] {
@@ -185,58 +201,32 @@ impl Store {
     /// # Errors
     /// When the directory cannot be created or LMDB refuses to open it.
     pub fn open(dir: &Path, map_size: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
-        let map_size = usize::try_from(map_size)
-            .map_err(|_| StoreError::Other("store size too large".into()))?;
+        let fail = |e: &dyn fmt::Display| StoreError::Other(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        let lock = lock_dir(dir)?;
+        let map_size =
+            usize::try_from(map_size).map_err(|_| StoreError::Other("store size too large".into()))?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_size).max_dbs(4).max_readers(126);
         // SAFETY: LMDB requires that the environment is not opened twice in one
         // process and that no other process modifies it unsafely. Only this
-        // module opens it, once per data dir, and the CLI talks to the server
-        // instead of opening the store while the server runs.
+        // module opens it, once per data dir, under the exclusive lock taken
+        // above, so a second server or CLI cannot open it at the same time.
         #[allow(unsafe_code)]
-        let env = unsafe { options.open(dir) }
-            .map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
+        let env = unsafe { options.open(dir) }.map_err(|e| fail(&e))?;
         let env: &'static Env<WithoutTls> = Box::leak(Box::new(env));
         let wtxn = env.write_txn()?;
-        let (messages, chunks, due) = env
+        let (messages, chunks, due, meta) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
                 let m = opener.create_database::<Bytes, Bytes>(wtxn, Some("messages"))?;
                 let c = opener.create_database::<Bytes, Bytes>(wtxn, Some("chunks"))?;
                 let d = opener.create_database::<Bytes, Bytes>(wtxn, Some("due"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((m, c, d)))
+                let x = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((m, c, d, x)))
             })?
             .unwrap_commit();
-        let store = Store {
-            env,
-            messages,
-            chunks,
-            due,
-            next_id: AtomicU64::new(0),
-        };
-        let last = {
-            let rtxn = env.read_txn()?;
-            let last = store
-                .messages
-                .last(&rtxn)?
-                .map(|(k, _)| key_u64(k))
-                .unwrap_or(0);
-            let last_chunk = store
-                .chunks
-                .last(&rtxn)?
-                .map(|(k, _)| key_u64(k))
-                .unwrap_or(0);
-            last.max(last_chunk)
-        };
-        let now_micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        store
-            .next_id
-            .store(now_micros.max(last + 1), Ordering::SeqCst);
-        store.remove_orphan_chunks()?;
+        let store = Store { env, messages, chunks, due, meta, next_id: AtomicU64::new(0), _lock: lock };
+        store.sweep()?;
         Ok(store)
     }
 
@@ -245,22 +235,44 @@ impl Store {
         QueueId(self.next_id.fetch_add(1, Ordering::SeqCst))
     }
 
-    /// Pieces left by messages that were still arriving when the process died.
-    fn remove_orphan_chunks(&self) -> Result<(), StoreError> {
+    /// Run once at open: removes the pieces of messages that were still
+    /// arriving when the process died and due entries without a message, and
+    /// sets where queue ids start.
+    ///
+    /// Ids start at the current time in microseconds, but never below the
+    /// floor saved by the previous start, which lies 2^32 ids past where that
+    /// run started: ids stay unique even when the clock goes back (a board
+    /// without a clock battery boots in 1970 until NTP answers).
+    fn sweep(&self) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
         let mut orphans = Vec::new();
         for item in self.chunks.iter(&wtxn)? {
-            let (k, _) = item?;
-            let id = key_u64(k);
-            if orphans.last() != Some(&id) && self.messages.get(&wtxn, &id.to_be_bytes())?.is_none()
-            {
+            let id = key_u64(item?.0);
+            if orphans.last() != Some(&id) && self.messages.get(&wtxn, &id.to_be_bytes())?.is_none() {
                 orphans.push(id);
             }
         }
         for id in &orphans {
             self.delete_chunks(&mut wtxn, QueueId(*id))?;
         }
+        let mut stale = Vec::new();
+        for item in self.due.iter(&wtxn)? {
+            let (k, _) = item?;
+            if self.messages.get(&wtxn, &k[8..])?.is_none() {
+                stale.push(k.to_vec());
+            }
+        }
+        for k in &stale {
+            self.due.delete(&mut wtxn, k)?;
+        }
+        let last = self.messages.last(&wtxn)?.map(|(k, _)| key_u64(k)).unwrap_or(0);
+        let floor = self.meta.get(&wtxn, ID_FLOOR)?.map(key_u64).unwrap_or(0);
+        let now_micros =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let start = now_micros.max(last + 1).max(floor);
+        self.meta.put(&mut wtxn, ID_FLOOR, &start.saturating_add(1 << 32).to_be_bytes())?;
         wtxn.commit()?;
+        self.next_id.store(start, Ordering::SeqCst);
         if !orphans.is_empty() {
             log::info!(target: "mail", "removed pieces of {} message(s) that were not accepted", orphans.len());
         }
@@ -287,10 +299,8 @@ impl Store {
                 if let Some((n, bytes)) = last {
                     self.chunks.put(wtxn, &chunk_key(message.id, *n), bytes)?;
                 }
-                self.messages
-                    .put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
-                self.due
-                    .put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
+                self.messages.put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
+                self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
             }
             Write::Discard { id } => self.delete_chunks(wtxn, *id)?,
             Write::Update { message } => {
@@ -300,14 +310,9 @@ impl Store {
                 };
                 let old = decode(old)?;
                 self.due.delete(wtxn, &due_key(old.next_attempt, old.id))?;
-                if message
-                    .recipients
-                    .iter()
-                    .any(|r| r.status == Status::Pending)
-                {
+                if message.recipients.iter().any(|r| r.status == Status::Pending) {
                     self.messages.put(wtxn, &key, &encode(message))?;
-                    self.due
-                        .put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
+                    self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
                 } else {
                     self.messages.delete(wtxn, &key)?;
                     self.delete_chunks(wtxn, message.id)?;
@@ -362,10 +367,7 @@ impl Store {
     /// On LMDB failure or a corrupt record.
     pub fn message(&self, id: QueueId) -> Result<Option<Message>, StoreError> {
         let rtxn = self.env.read_txn()?;
-        self.messages
-            .get(&rtxn, &id.0.to_be_bytes())?
-            .map(decode)
-            .transpose()
+        self.messages.get(&rtxn, &id.0.to_be_bytes())?.map(decode).transpose()
     }
 
     /// Every queued message's record, oldest first.
@@ -381,27 +383,30 @@ impl Store {
         Ok(out)
     }
 
-    /// Passes the bytes of message `id` to `f`, piece by piece, in order.
+    /// Passes the bytes of message `m` to `f`, piece by piece, in order.
     ///
     /// # Errors
-    /// On LMDB failure, or the first error `f` returns.
+    /// On LMDB failure, when the stored pieces do not add up to the message
+    /// the record describes, or the first error `f` returns.
     pub fn read_body(
         &self,
-        id: QueueId,
+        m: &Message,
         mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<(), ReadError> {
-        let rtxn: RoTxn<'_, WithoutTls> = self
-            .env
-            .read_txn()
-            .map_err(|e| ReadError::Store(e.into()))?;
-        let prefix = id.0.to_be_bytes();
-        for item in self
-            .chunks
-            .prefix_iter(&rtxn, &prefix)
-            .map_err(|e| ReadError::Store(e.into()))?
-        {
-            let (_, bytes) = item.map_err(|e| ReadError::Store(e.into()))?;
+        let store_err = |e: heed::Error| ReadError::Store(e.into());
+        let rtxn: RoTxn<'_, WithoutTls> = self.env.read_txn().map_err(store_err)?;
+        let (mut count, mut size) = (0u32, 0u64);
+        for item in self.chunks.prefix_iter(&rtxn, &m.id.0.to_be_bytes()).map_err(store_err)? {
+            let (_, bytes) = item.map_err(store_err)?;
+            count += 1;
+            size += bytes.len() as u64;
             f(bytes).map_err(ReadError::Io)?;
+        }
+        if count != m.chunks || size != m.size {
+            return Err(ReadError::Store(StoreError::Other(format!(
+                "stored message {} is incomplete: {count} of {} pieces, {size} of {} bytes",
+                m.id, m.chunks, m.size
+            ))));
         }
         Ok(())
     }
@@ -417,10 +422,7 @@ pub enum ReadError {
 }
 
 fn key_u64(k: &[u8]) -> u64 {
-    k.get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
+    k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
 }
 
 // The record format: a version byte, then fixed-width big-endian integers and
@@ -441,21 +443,26 @@ pub fn encode(m: &Message) -> Vec<u8> {
     out.extend_from_slice(&m.size.to_be_bytes());
     out.extend_from_slice(&m.chunks.to_be_bytes());
     out.extend_from_slice(&m.next_attempt.to_be_bytes());
-    put_str(
-        &mut out,
-        &m.sender
-            .as_ref()
-            .map(Address::to_string)
-            .unwrap_or_default(),
-    );
+    // Addresses are kept as their parts, never re-parsed from printed text.
+    match &m.sender {
+        Some(a) => {
+            put_str(&mut out, a.local());
+            put_str(&mut out, a.domain().as_str());
+        }
+        None => {
+            put_str(&mut out, "");
+            put_str(&mut out, "");
+        }
+    }
     out.extend_from_slice(&(m.recipients.len() as u32).to_be_bytes());
     for r in &m.recipients {
-        let (kind, text) = match &r.route {
-            Route::Local { user, domain } => (0u8, format!("{user}@{domain}")),
-            Route::Remote(a) => (1u8, a.to_string()),
+        let (kind, local, domain) = match &r.route {
+            Route::Local { user, domain } => (0u8, user.as_str(), domain),
+            Route::Remote(a) => (1u8, a.local(), a.domain()),
         };
         out.push(kind);
-        put_str(&mut out, &text);
+        put_str(&mut out, local);
+        put_str(&mut out, domain.as_str());
         out.push(match r.status {
             Status::Pending => 0,
             Status::Delivered => 1,
@@ -482,14 +489,10 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, StoreError> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
     }
     fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(
-            self.take(8)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
     }
     fn str(&mut self) -> Result<String, StoreError> {
         let n = self.u32()? as usize;
@@ -516,26 +519,19 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
     let size = r.u64()?;
     let chunks = r.u32()?;
     let next_attempt = r.u64()?;
-    let sender = match r.str()? {
-        s if s.is_empty() => None,
-        s => Some(Address::parse(&s).map_err(|_| corrupt("bad sender"))?),
+    let domain = |d: String| Domain::parse(&d).map_err(|_| corrupt("bad domain"));
+    let sender = match (r.str()?, r.str()?) {
+        (l, d) if l.is_empty() && d.is_empty() => None,
+        (l, d) => Some(Address::new(l, domain(d)?)),
     };
     let n = r.u32()? as usize;
     let mut recipients = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         let kind = r.u8()?;
-        let text = r.str()?;
+        let (local, d) = (r.str()?, r.str()?);
         let route = match kind {
-            0 => {
-                let (user, domain) = text
-                    .rsplit_once('@')
-                    .ok_or_else(|| corrupt("bad local route"))?;
-                Route::Local {
-                    user: user.to_string(),
-                    domain: Domain::parse(domain).map_err(|_| corrupt("bad local route"))?,
-                }
-            }
-            1 => Route::Remote(Address::parse(&text).map_err(|_| corrupt("bad remote route"))?),
+            0 => Route::Local { user: local, domain: domain(d)? },
+            1 => Route::Remote(Address::new(local, domain(d)?)),
             _ => return Err(corrupt("bad route kind")),
         };
         let status = match r.u8()? {
@@ -546,22 +542,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
         };
         let attempts = r.u32()?;
         let last_error = r.str()?;
-        recipients.push(Recipient {
-            route,
-            status,
-            attempts,
-            last_error,
-        });
+        recipients.push(Recipient { route, status, attempts, last_error });
     }
-    Ok(Message {
-        id,
-        arrived,
-        sender,
-        size,
-        chunks,
-        next_attempt,
-        recipients,
-    })
+    Ok(Message { id, arrived, sender, size, chunks, next_attempt, recipients })
 }
 
 #[cfg(test)]
@@ -578,10 +561,7 @@ mod tests {
             next_attempt: 1000,
             recipients: vec![
                 Recipient {
-                    route: Route::Local {
-                        user: "alice".into(),
-                        domain: Domain::parse("a.example").unwrap(),
-                    },
+                    route: Route::Local { user: "alice".into(), domain: Domain::parse("a.example").unwrap() },
                     status: Status::Pending,
                     attempts: 0,
                     last_error: String::new(),
@@ -596,15 +576,58 @@ mod tests {
         }
     }
 
+    /// The stored pieces of `id`, joined, read straight from the table.
     fn body(store: &Store, id: QueueId) -> Vec<u8> {
+        let rtxn = store.env.read_txn().unwrap();
+        let mut out = Vec::new();
+        for item in store.chunks.prefix_iter(&rtxn, &id.0.to_be_bytes()).unwrap() {
+            out.extend_from_slice(item.unwrap().1);
+        }
+        out
+    }
+
+    #[test]
+    fn read_body_checks_the_pieces_against_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let m = sample(&store);
+        store.apply(&[Write::Chunk { id: m.id, n: 0, bytes: b"hello ".to_vec() }]).unwrap();
+        store.apply(&[Write::Commit { last: Some((1, b"world".to_vec())), message: m.clone() }]).unwrap();
         let mut out = Vec::new();
         store
-            .read_body(id, |b| {
+            .read_body(&m, |b| {
                 out.extend_from_slice(b);
                 Ok(())
             })
             .unwrap();
-        out
+        assert_eq!(out, b"hello world");
+        let mut short = m.clone();
+        short.size = 12;
+        assert!(matches!(store.read_body(&short, |_| Ok(())), Err(ReadError::Store(_))));
+        short.size = 11;
+        short.chunks = 3;
+        assert!(matches!(store.read_body(&short, |_| Ok(())), Err(ReadError::Store(_))));
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path(), 1 << 24).unwrap();
+        let err = lock_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("another postern process"), "{err}");
+    }
+
+    #[test]
+    fn ids_never_go_below_the_saved_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let first = store.new_id();
+        // As if the clock had gone back a day before the next start.
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.meta.put(&mut wtxn, ID_FLOOR, &(first.0 + (1 << 32)).to_be_bytes()).unwrap();
+        wtxn.commit().unwrap();
+        store.sweep().unwrap();
+        assert!(store.new_id().0 >= first.0 + (1 << 32));
     }
 
     #[test]
@@ -621,42 +644,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let mut m = sample(&store);
-        store
-            .apply(&[Write::Chunk {
-                id: m.id,
-                n: 0,
-                bytes: b"hello ".to_vec(),
-            }])
-            .unwrap();
-        store
-            .apply(&[Write::Commit {
-                last: Some((1, b"world".to_vec())),
-                message: m.clone(),
-            }])
-            .unwrap();
+        store.apply(&[Write::Chunk { id: m.id, n: 0, bytes: b"hello ".to_vec() }]).unwrap();
+        store.apply(&[Write::Commit { last: Some((1, b"world".to_vec())), message: m.clone() }]).unwrap();
         assert_eq!(body(&store, m.id), b"hello world");
         assert_eq!(store.due(999, 10, |_| false).unwrap(), (vec![], Some(1000)));
         assert_eq!(store.due(1000, 10, |_| false).unwrap(), (vec![m.id], None));
-        assert_eq!(
-            store.due(1000, 10, |id| id == m.id).unwrap(),
-            (vec![], None)
-        );
+        assert_eq!(store.due(1000, 10, |id| id == m.id).unwrap(), (vec![], None));
 
         m.recipients[0].status = Status::Delivered;
         m.next_attempt = 2000;
-        store
-            .apply(&[Write::Update { message: m.clone() }])
-            .unwrap();
+        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
         assert_eq!(store.message(m.id).unwrap(), Some(m.clone()));
-        assert_eq!(
-            store.due(1500, 10, |_| false).unwrap(),
-            (vec![], Some(2000))
-        );
+        assert_eq!(store.due(1500, 10, |_| false).unwrap(), (vec![], Some(2000)));
 
         m.recipients[1].status = Status::Failed;
-        store
-            .apply(&[Write::Update { message: m.clone() }])
-            .unwrap();
+        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
         assert_eq!(store.message(m.id).unwrap(), None);
         assert!(body(&store, m.id).is_empty());
         assert_eq!(store.due(u64::MAX, 10, |_| false).unwrap(), (vec![], None));
@@ -670,20 +672,9 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let kept = sample(&store);
         let orphan = store.new_id();
-        store
-            .apply(&[Write::Commit {
-                last: Some((0, b"kept".to_vec())),
-                message: kept.clone(),
-            }])
-            .unwrap();
-        store
-            .apply(&[Write::Chunk {
-                id: orphan,
-                n: 0,
-                bytes: b"lost".to_vec(),
-            }])
-            .unwrap();
-        store.remove_orphan_chunks().unwrap();
+        store.apply(&[Write::Commit { last: Some((0, b"kept".to_vec())), message: kept.clone() }]).unwrap();
+        store.apply(&[Write::Chunk { id: orphan, n: 0, bytes: b"lost".to_vec() }]).unwrap();
+        store.sweep().unwrap();
         assert_eq!(store.message(kept.id).unwrap(), Some(kept.clone()));
         assert_eq!(body(&store, kept.id), b"kept");
         assert!(body(&store, orphan).is_empty());
@@ -694,19 +685,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let m = sample(&store);
-        store
-            .apply(&[Write::Commit {
-                last: Some((0, b"small".to_vec())),
-                message: m.clone(),
-            }])
-            .unwrap();
+        store.apply(&[Write::Commit { last: Some((0, b"small".to_vec())), message: m.clone() }]).unwrap();
         let big = sample(&store);
-        let err = store
-            .apply(&[Write::Commit {
-                last: Some((0, vec![0; 2 << 20])),
-                message: big,
-            }])
-            .unwrap_err();
+        let err =
+            store.apply(&[Write::Commit { last: Some((0, vec![0; 2 << 20])), message: big }]).unwrap_err();
         assert!(matches!(err, StoreError::Full), "{err:?}");
         assert_eq!(body(&store, m.id), b"small");
     }

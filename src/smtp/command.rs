@@ -73,11 +73,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         None => (line, ""),
     };
     let no_args = |cmd: Command| {
-        if rest.trim().is_empty() {
-            Ok(cmd)
-        } else {
-            Err(CommandError::Syntax("no arguments allowed"))
-        }
+        if rest.trim().is_empty() { Ok(cmd) } else { Err(CommandError::Syntax("no arguments allowed")) }
     };
     match verb.to_ascii_uppercase().as_str() {
         "EHLO" => Ok(Command::Ehlo(hello_arg(rest)?)),
@@ -118,13 +114,10 @@ fn hello_arg(rest: &str) -> Result<String, CommandError> {
 
 /// Splits `FROM:<path> params` after the verb; tolerates a space after the colon.
 fn path_and_params<'a>(rest: &'a str, keyword: &str) -> Result<(&'a str, &'a str), CommandError> {
-    let head = rest.get(..keyword.len()).ok_or(CommandError::Syntax(
-        "expected FROM:<address> or TO:<address>",
-    ))?;
+    let head =
+        rest.get(..keyword.len()).ok_or(CommandError::Syntax("expected FROM:<address> or TO:<address>"))?;
     if !head.eq_ignore_ascii_case(keyword) {
-        return Err(CommandError::Syntax(
-            "expected FROM:<address> or TO:<address>",
-        ));
+        return Err(CommandError::Syntax("expected FROM:<address> or TO:<address>"));
     }
     let rest = rest[keyword.len()..].trim_start();
     if !rest.starts_with('<') {
@@ -156,10 +149,7 @@ fn mail(rest: &str) -> Result<Command, CommandError> {
         };
         match (key.to_ascii_uppercase().as_str(), value) {
             ("SIZE", Some(v)) => {
-                p.size = Some(
-                    v.parse()
-                        .map_err(|_| CommandError::Syntax("bad SIZE value"))?,
-                );
+                p.size = Some(v.parse().map_err(|_| CommandError::Syntax("bad SIZE value"))?);
             }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => p.body_8bit = true,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => p.body_8bit = false,
@@ -177,10 +167,7 @@ fn rcpt(rest: &str) -> Result<Command, CommandError> {
     }
     let to = parse_path(path).map_err(|why| CommandError::Address { sender: false, why })?;
     if to == Path::Null {
-        return Err(CommandError::Address {
-            sender: false,
-            why: "empty recipient",
-        });
+        return Err(CommandError::Address { sender: false, why: "empty recipient" });
     }
     Ok(Command::Rcpt { to })
 }
@@ -201,102 +188,37 @@ mod tests {
             ("EHLO client.example", Ok(Ehlo("client.example".into()))),
             ("ehlo [192.0.2.1]", Ok(Ehlo("[192.0.2.1]".into()))),
             ("HELO x", Ok(Helo("x".into()))),
-            (
-                "EHLO",
-                Err(CommandError::Syntax("EHLO and HELO need your host name")),
-            ),
+            ("EHLO", Err(CommandError::Syntax("EHLO and HELO need your host name"))),
             (
                 "MAIL FROM:<a@b.example>",
-                Ok(Mail {
-                    from: Path::Mailbox(addr("a@b.example")),
-                    params: MailParams::default(),
-                }),
+                Ok(Mail { from: Path::Mailbox(addr("a@b.example")), params: MailParams::default() }),
             ),
             (
                 "mail from: <a@b.example>",
-                Ok(Mail {
-                    from: Path::Mailbox(addr("a@b.example")),
-                    params: MailParams::default(),
-                }),
+                Ok(Mail { from: Path::Mailbox(addr("a@b.example")), params: MailParams::default() }),
             ),
-            (
-                "MAIL FROM:<>",
-                Ok(Mail {
-                    from: Path::Null,
-                    params: MailParams::default(),
-                }),
-            ),
+            ("MAIL FROM:<>", Ok(Mail { from: Path::Null, params: MailParams::default() })),
             (
                 "MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8",
                 Ok(Mail {
                     from: Path::Mailbox(addr("a@b.example")),
-                    params: MailParams {
-                        size: Some(1000),
-                        smtputf8: true,
-                        body_8bit: true,
-                    },
+                    params: MailParams { size: Some(1000), smtputf8: true, body_8bit: true },
                 }),
             ),
-            (
-                "MAIL FROM:<a@b.example> SIZE=x",
-                Err(CommandError::Syntax("bad SIZE value")),
-            ),
-            (
-                "MAIL FROM:<a@b.example> FOO=1",
-                Err(CommandError::Parameter("FOO=1".into())),
-            ),
-            (
-                "MAIL FROM:a@b.example",
-                Err(CommandError::Syntax("address must be enclosed in <>")),
-            ),
-            (
-                "MAIL TO:<a@b.example>",
-                Err(CommandError::Syntax(
-                    "expected FROM:<address> or TO:<address>",
-                )),
-            ),
-            (
-                "MAIL",
-                Err(CommandError::Syntax(
-                    "expected FROM:<address> or TO:<address>",
-                )),
-            ),
-            (
-                "MAIL FROM:<a@@b>",
-                Err(CommandError::Address {
-                    sender: true,
-                    why: "bad local part",
-                }),
-            ),
-            (
-                "RCPT TO:<c@d.example>",
-                Ok(Rcpt {
-                    to: Path::Mailbox(addr("c@d.example")),
-                }),
-            ),
+            ("MAIL FROM:<a@b.example> SIZE=x", Err(CommandError::Syntax("bad SIZE value"))),
+            ("MAIL FROM:<a@b.example> FOO=1", Err(CommandError::Parameter("FOO=1".into()))),
+            ("MAIL FROM:a@b.example", Err(CommandError::Syntax("address must be enclosed in <>"))),
+            ("MAIL TO:<a@b.example>", Err(CommandError::Syntax("expected FROM:<address> or TO:<address>"))),
+            ("MAIL", Err(CommandError::Syntax("expected FROM:<address> or TO:<address>"))),
+            ("MAIL FROM:<a@@b>", Err(CommandError::Address { sender: true, why: "bad local part" })),
+            ("RCPT TO:<c@d.example>", Ok(Rcpt { to: Path::Mailbox(addr("c@d.example")) })),
             (
                 "RCPT TO:<\"x>y\"@d.example>",
-                Ok(Rcpt {
-                    to: Path::Mailbox(Address::new("x>y", Domain::parse("d.example").unwrap())),
-                }),
+                Ok(Rcpt { to: Path::Mailbox(Address::new("x>y", Domain::parse("d.example").unwrap())) }),
             ),
-            (
-                "RCPT TO:<postmaster>",
-                Ok(Rcpt {
-                    to: Path::Bare("postmaster".into()),
-                }),
-            ),
-            (
-                "RCPT TO:<>",
-                Err(CommandError::Address {
-                    sender: false,
-                    why: "empty recipient",
-                }),
-            ),
-            (
-                "RCPT TO:<c@d.example> NOTIFY=NEVER",
-                Err(CommandError::Parameter("NOTIFY=NEVER".into())),
-            ),
+            ("RCPT TO:<postmaster>", Ok(Rcpt { to: Path::Bare("postmaster".into()) })),
+            ("RCPT TO:<>", Err(CommandError::Address { sender: false, why: "empty recipient" })),
+            ("RCPT TO:<c@d.example> NOTIFY=NEVER", Err(CommandError::Parameter("NOTIFY=NEVER".into()))),
             ("DATA", Ok(Data)),
             ("data", Ok(Data)),
             ("DATA x", Err(CommandError::Syntax("no arguments allowed"))),
@@ -307,24 +229,15 @@ mod tests {
             ("VRFY bob", Ok(Vrfy)),
             ("VRFY", Err(CommandError::Syntax("VRFY needs an argument"))),
             ("STARTTLS", Ok(StartTls)),
-            (
-                "AUTH PLAIN AGFsaWNlAHB3",
-                Ok(Auth("PLAIN AGFsaWNlAHB3".into())),
-            ),
+            ("AUTH PLAIN AGFsaWNlAHB3", Ok(Auth("PLAIN AGFsaWNlAHB3".into()))),
             ("BDAT 100 LAST", Ok(NotImplemented("BDAT"))),
             ("FOO", Err(CommandError::Unknown)),
             ("", Err(CommandError::Unknown)),
-            (
-                "MAIL FROM:<a@b>\0",
-                Err(CommandError::Syntax("control character in command")),
-            ),
+            ("MAIL FROM:<a@b>\0", Err(CommandError::Syntax("control character in command"))),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line.as_bytes()), want, "line {line:?}");
         }
-        assert_eq!(
-            parse(b"\xff\xfe"),
-            Err(CommandError::Syntax("line is not UTF-8"))
-        );
+        assert_eq!(parse(b"\xff\xfe"), Err(CommandError::Syntax("line is not UTF-8")));
     }
 }

@@ -48,13 +48,7 @@ pub struct DataDecoder {
 impl DataDecoder {
     /// A decoder that refuses messages over `max_size` bytes.
     pub fn new(max_size: u64) -> DataDecoder {
-        DataDecoder {
-            state: State::LineStart,
-            line_len: 0,
-            size: 0,
-            max_size,
-            failure: None,
-        }
+        DataDecoder { state: State::LineStart, line_len: 0, size: 0, max_size, failure: None }
     }
 
     /// Decodes `input`, appending message bytes (with CRLF line ends, dots
@@ -173,11 +167,7 @@ mod tests {
 
     #[test]
     fn table() {
-        type Case = (
-            &'static [u8],
-            Result<&'static [u8], DataError>,
-            Option<usize>,
-        );
+        type Case = (&'static [u8], Result<&'static [u8], DataError>, Option<usize>);
         let cases: &[Case] = &[
             (b".\r\n", Ok(b""), Some(3)),
             (b"a\r\n.\r\n", Ok(b"a\r\n"), Some(6)),
@@ -188,31 +178,11 @@ mod tests {
             (b"x.\r\n.\r\n", Ok(b"x.\r\n"), Some(7)),
             (b"a\r\n\r\n.\r\n", Ok(b"a\r\n\r\n"), Some(8)),
             // Smuggling: none of these end the message, and each fails it.
-            (
-                b"a\n.\nMAIL FROM:<x@y>\r\n.\r\n",
-                Err(DataError::BareLineEnding),
-                Some(24),
-            ),
-            (
-                b"a\r.\r\nb\r\n.\r\n",
-                Err(DataError::BareLineEnding),
-                Some(11),
-            ),
-            (
-                b"a\n.\r\nb\r\n.\r\n",
-                Err(DataError::BareLineEnding),
-                Some(11),
-            ),
-            (
-                b"a\r\n.\rb\r\n.\r\n",
-                Err(DataError::BareLineEnding),
-                Some(11),
-            ),
-            (
-                b"a\r\n.\nb\r\n.\r\n",
-                Err(DataError::BareLineEnding),
-                Some(11),
-            ),
+            (b"a\n.\nMAIL FROM:<x@y>\r\n.\r\n", Err(DataError::BareLineEnding), Some(24)),
+            (b"a\r.\r\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\n.\r\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\r\n.\rb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
+            (b"a\r\n.\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(11)),
             (b"a\r\r\n.\r\n", Err(DataError::BareLineEnding), Some(7)),
             (b"a\nb\r\n.\r\n", Err(DataError::BareLineEnding), Some(8)),
             (b"\n.\r\n", Err(DataError::BareLineEnding), None),
@@ -224,11 +194,7 @@ mod tests {
             for step in [1, 2, 3, 7, input.len()] {
                 let (got, end) = run(input, step, 1000);
                 let got = got.as_deref().map_err(|e| *e);
-                assert_eq!(
-                    got,
-                    want.as_ref().map(|v| *v).map_err(|e| *e),
-                    "{input:?} step {step}"
-                );
+                assert_eq!(got, want.as_ref().map(|v| *v).map_err(|e| *e), "{input:?} step {step}");
                 assert_eq!(end, want_end, "{input:?} step {step}");
             }
         }

@@ -16,11 +16,7 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply.
     pub fn new(code: u16, status: &'static str, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            status,
-            lines: vec![text.into()],
-        }
+        Reply { code, status, lines: vec![text.into()] }
     }
 
     /// True for 4xx and 5xx.
@@ -53,32 +49,16 @@ pub fn closing(hostname: &str) -> Reply {
     Reply::new(221, "2.0.0", format!("{hostname} closing connection"))
 }
 pub fn too_many_connections(hostname: &str) -> Reply {
-    Reply::new(
-        421,
-        "4.7.0",
-        format!("{hostname} too many connections, try again later"),
-    )
+    Reply::new(421, "4.7.0", format!("{hostname} too many connections, try again later"))
 }
 pub fn too_many_from_ip(hostname: &str) -> Reply {
-    Reply::new(
-        421,
-        "4.7.0",
-        format!("{hostname} too many connections from your address"),
-    )
+    Reply::new(421, "4.7.0", format!("{hostname} too many connections from your address"))
 }
 pub fn too_many_errors(hostname: &str) -> Reply {
-    Reply::new(
-        421,
-        "4.7.0",
-        format!("{hostname} too many errors, closing connection"),
-    )
+    Reply::new(421, "4.7.0", format!("{hostname} too many errors, closing connection"))
 }
 pub fn timeout(hostname: &str) -> Reply {
-    Reply::new(
-        421,
-        "4.4.2",
-        format!("{hostname} timeout, closing connection"),
-    )
+    Reply::new(421, "4.4.2", format!("{hostname} timeout, closing connection"))
 }
 pub fn shutting_down(hostname: &str) -> Reply {
     Reply::new(421, "4.3.2", format!("{hostname} service shutting down"))
@@ -123,11 +103,7 @@ pub fn queued(id: &str) -> Reply {
     Reply::new(250, "2.0.0", format!("OK queued as {id}"))
 }
 pub fn vrfy() -> Reply {
-    Reply::new(
-        252,
-        "2.5.0",
-        "cannot verify the user, but will accept mail and attempt delivery",
-    )
+    Reply::new(252, "2.5.0", "cannot verify the user, but will accept mail and attempt delivery")
 }
 pub fn help() -> Reply {
     Reply {
@@ -161,11 +137,7 @@ pub fn bad_parameter(param: &str) -> Reply {
     Reply::new(555, "5.5.4", format!("unsupported parameter {param}"))
 }
 pub fn smtputf8_required() -> Reply {
-    Reply::new(
-        553,
-        "5.6.7",
-        "non-ASCII address needs the SMTPUTF8 parameter",
-    )
+    Reply::new(553, "5.6.7", "non-ASCII address needs the SMTPUTF8 parameter")
 }
 
 // Sequence (the peer broke the protocol): 503.
@@ -198,28 +170,16 @@ pub fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "too many recipients")
 }
 pub fn message_too_big_declared(max: u64) -> Reply {
-    Reply::new(
-        552,
-        "5.3.4",
-        format!("message size exceeds the limit of {max} bytes"),
-    )
+    Reply::new(552, "5.3.4", format!("message size exceeds the limit of {max} bytes"))
 }
 pub fn message_too_big() -> Reply {
     Reply::new(552, "5.3.4", "message too big")
 }
 pub fn bare_line_ending() -> Reply {
-    Reply::new(
-        550,
-        "5.6.11",
-        "bare CR or LF in message: lines must end with CR LF (see SMTP smuggling)",
-    )
+    Reply::new(550, "5.6.11", "bare CR or LF in message: lines must end with CR LF (see SMTP smuggling)")
 }
 pub fn data_line_too_long() -> Reply {
-    Reply::new(
-        550,
-        "5.6.0",
-        "message has a line longer than 998 characters",
-    )
+    Reply::new(550, "5.6.0", "message has a line longer than 998 characters")
 }
 
 // Our own trouble: 4xx.

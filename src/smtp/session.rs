@@ -59,15 +59,7 @@ impl Session {
     /// A new session for a client at `client_ip`.
     pub fn new(settings: Arc<Settings>, client_ip: IpAddr) -> Session {
         let trusted = settings.accounts.is_trusted(client_ip);
-        Session {
-            settings,
-            client_ip,
-            trusted,
-            helo: None,
-            esmtp: false,
-            errors: 0,
-            state: State::Fresh,
-        }
+        Session { settings, client_ip, trusted, helo: None, esmtp: false, errors: 0, state: State::Fresh }
     }
 
     /// The `220` banner.
@@ -124,11 +116,7 @@ impl Session {
     }
 
     fn reply(&mut self, reply: Reply) -> Action {
-        if reply.is_error() {
-            self.error(reply)
-        } else {
-            Action::Reply(reply)
-        }
+        if reply.is_error() { self.error(reply) } else { Action::Reply(reply) }
     }
 
     fn dispatch(&mut self, cmd: Command) -> Action {
@@ -138,11 +126,7 @@ impl Session {
                 self.helo = Some(name);
                 self.esmtp = true;
                 self.state = State::Ready;
-                reply::ehlo(
-                    hostname,
-                    self.helo(),
-                    self.settings.config.limits.max_message_size,
-                )
+                reply::ehlo(hostname, self.helo(), self.settings.config.limits.max_message_size)
             }
             Command::Helo(name) => {
                 self.helo = Some(name);
@@ -189,12 +173,7 @@ impl Session {
         if !params.smtputf8 && sender.as_ref().is_some_and(|a| !a.to_string().is_ascii()) {
             return reply::smtputf8_required();
         }
-        self.state = State::Mail(Transaction {
-            sender,
-            params,
-            recipients: Vec::new(),
-            accepted: 0,
-        });
+        self.state = State::Mail(Transaction { sender, params, recipients: Vec::new(), accepted: 0 });
         reply::sender_ok()
     }
 
@@ -278,10 +257,7 @@ impl Session {
     /// transaction is over whatever the queue answers.
     pub fn take_envelope(&mut self) -> Option<Envelope> {
         match std::mem::replace(&mut self.state, State::Ready) {
-            State::Data(t) => Some(Envelope {
-                sender: t.sender,
-                recipients: t.recipients,
-            }),
+            State::Data(t) => Some(Envelope { sender: t.sender, recipients: t.recipients }),
             other => {
                 self.state = other;
                 None
@@ -310,9 +286,7 @@ max_message_size = "1K"
 "#;
 
     fn settings() -> Arc<Settings> {
-        Arc::new(Settings::new(
-            Config::parse(CONFIG, "test").expect("test config parses"),
-        ))
+        Arc::new(Settings::new(Config::parse(CONFIG, "test").expect("test config parses")))
     }
 
     /// Runs a dialog: each line is a command and the reply code expected.
@@ -383,12 +357,7 @@ max_message_size = "1K"
     fn bare_recipient_takes_the_senders_local_domain() {
         let mut s = dialog(
             "192.168.1.20",
-            &[
-                ("EHLO c", 250),
-                ("MAIL FROM:<alice@example.com>", 250),
-                ("RCPT TO:<bob>", 250),
-                ("DATA", 354),
-            ],
+            &[("EHLO c", 250), ("MAIL FROM:<alice@example.com>", 250), ("RCPT TO:<bob>", 250), ("DATA", 354)],
         );
         let env = s.take_envelope().expect("in DATA");
         assert_eq!(env.recipients[0].address(), "bob@example.com");
@@ -438,17 +407,10 @@ max_message_size = "1K"
     fn data_failure_ends_the_transaction() {
         let mut s = dialog(
             "203.0.113.5",
-            &[
-                ("EHLO c", 250),
-                ("MAIL FROM:<>", 250),
-                ("RCPT TO:<alice@example.com>", 250),
-                ("DATA", 354),
-            ],
+            &[("EHLO c", 250), ("MAIL FROM:<>", 250), ("RCPT TO:<alice@example.com>", 250), ("DATA", 354)],
         );
         assert_eq!(s.data_failed(DataError::BareLineEnding).code, 550);
         assert!(s.take_envelope().is_none());
-        assert!(
-            matches!(s.command(b"RCPT TO:<alice@example.com>"), Action::Reply(r) if r.code == 503)
-        );
+        assert!(matches!(s.command(b"RCPT TO:<alice@example.com>"), Action::Reply(r) if r.code == 503));
     }
 }

@@ -71,13 +71,7 @@ impl Postern {
         let config = dir.path().join("postern.toml");
         std::fs::write(&config, config_text(dir.path(), top, extra)).expect("write config");
         let (child, log, addr) = spawn(&config);
-        Postern {
-            dir,
-            config,
-            addr,
-            child,
-            log,
-        }
+        Postern { dir, config, addr, child, log }
     }
 
     /// Kills the server with SIGKILL: no chance to clean up.
@@ -109,26 +103,16 @@ impl Postern {
 
     /// Waits until a log line contains every one of `parts`, and returns it.
     pub fn wait_log(&self, parts: &[&str]) -> String {
-        wait_for(
-            &format!(
-                "a log line with {parts:?}\nlog so far:\n{}",
-                self.log_text()
-            ),
-            || {
-                let log = self.log.lock().ok()?;
-                log.iter()
-                    .find(|l| parts.iter().all(|p| l.contains(p)))
-                    .cloned()
-            },
-        )
+        wait_for(&format!("a log line with {parts:?}\nlog so far:\n{}", self.log_text()), || {
+            let log = self.log.lock().ok()?;
+            log.iter().find(|l| parts.iter().all(|p| l.contains(p))).cloned()
+        })
     }
 
     /// How many log lines contain every one of `parts`.
     pub fn count_log(&self, parts: &[&str]) -> usize {
         let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
-        log.iter()
-            .filter(|l| parts.iter().all(|p| l.contains(p)))
-            .count()
+        log.iter().filter(|l| parts.iter().all(|p| l.contains(p))).count()
     }
 
     pub fn mail_root(&self) -> PathBuf {
@@ -148,16 +132,10 @@ impl Postern {
 
     /// Waits until a user's `new/` holds `n` files, and returns them.
     pub fn wait_inbox(&self, domain: &str, user: &str, n: usize) -> Vec<PathBuf> {
-        wait_for(
-            &format!(
-                "{n} messages for {user}@{domain}\nlog:\n{}",
-                self.log_text()
-            ),
-            || {
-                let files = self.inbox(domain, user);
-                (files.len() >= n).then_some(files)
-            },
-        )
+        wait_for(&format!("{n} messages for {user}@{domain}\nlog:\n{}", self.log_text()), || {
+            let files = self.inbox(domain, user);
+            (files.len() >= n).then_some(files)
+        })
     }
 
     /// A raw client connection, past the greeting.
@@ -172,10 +150,7 @@ impl Postern {
     pub fn python(&self, script: &str) -> String {
         python(
             script,
-            &[
-                ("PORT", &self.port().to_string()),
-                ("MAILROOT", &self.mail_root().display().to_string()),
-            ],
+            &[("PORT", &self.port().to_string()), ("MAILROOT", &self.mail_root().display().to_string())],
         )
     }
 }
@@ -253,10 +228,7 @@ impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
+        Raw { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -279,9 +251,7 @@ impl Raw {
     /// The reply's code.
     pub fn code(&mut self) -> u16 {
         let r = self.reply();
-        r.get(..3)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not a reply: {r:?}"))
+        r.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("not a reply: {r:?}"))
     }
 
     /// Sends a command line (CRLF added) and returns the reply.
@@ -298,11 +268,7 @@ impl Raw {
             }
             let mut chunk = [0u8; 4096];
             let n = self.stream.read(&mut chunk).expect("read reply");
-            assert!(
-                n > 0,
-                "connection closed; unread: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
+            assert!(n > 0, "connection closed; unread: {:?}", String::from_utf8_lossy(&self.buf));
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
