@@ -20,7 +20,12 @@ bin=target/debug/postern
 T=$(mktemp -d)
 pid=
 D=
-cleanup() { [ -n "$pid" ] && { kill -9 "$pid"; wait "$pid"; } 2>/dev/null; rm -rf "$T" ${D:+"$D"}; }
+cleanup() {
+  rc=$?
+  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$T" ${D:+"$D"}
+  exit "$rc"
+}
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*"; echo "--- postern log"; cat "$T/log" || true; exit 1; }
