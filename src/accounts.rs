@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::config::{Config, IpNet};
 use crate::envelope::{Address, Domain, Route};
+use crate::smtp::session::Login;
 
 /// How deep alias chains may go before we call it a loop.
 const MAX_ALIAS_DEPTH: usize = 8;
@@ -26,6 +27,7 @@ struct LocalDomain {
     users: HashMap<String, String>,
     aliases: HashMap<String, Vec<String>>,
     catch_all: Option<String>,
+    send_as: HashMap<String, Vec<String>>,
 }
 
 /// The local domains and who may relay; see the module docs.
@@ -54,6 +56,7 @@ impl Accounts {
                     users: d.users.iter().cloned().collect(),
                     aliases: d.aliases.iter().cloned().collect(),
                     catch_all: d.catch_all.clone(),
+                    send_as: d.send_as.iter().cloned().collect(),
                 },
             );
         }
@@ -88,6 +91,49 @@ impl Accounts {
     pub fn password_hash(&self, user: &str, domain: &Domain) -> Option<&str> {
         let d = self.domains.get(domain)?;
         d.users.get(&user.to_lowercase()).map(String::as_str).filter(|h| !h.is_empty())
+    }
+
+    /// The user a login name (`user@domain`, or a bare `user` of the primary
+    /// domain) names, with its password hash; `None` for unknown users and
+    /// receive-only ones.
+    pub fn login(&self, name: &str) -> Option<(Login, &str)> {
+        let (user, domain) = match name.rsplit_once('@') {
+            Some((u, d)) => (u, Domain::parse(d).ok()?),
+            None => (name, self.primary.clone()),
+        };
+        let user = user.to_lowercase();
+        let hash = self.password_hash(&user, &domain)?;
+        Some((Login { user, domain }, hash))
+    }
+
+    /// True when a logged-in user may use `sender` as MAIL FROM: their own
+    /// address (with any `+tag`), an alias that delivers to them, or what
+    /// the domain's `send_as` table grants them.
+    pub fn may_send_as(&self, login: &Login, sender: &Address) -> bool {
+        let own = Route::Local { user: login.user.clone(), domain: login.domain.clone() };
+        if self.is_local(sender.domain()) && self.names(sender.local(), sender.domain()) {
+            if let Resolution::Deliver(routes) = self.resolve(sender) {
+                if routes.contains(&own) {
+                    return true;
+                }
+            }
+        }
+        let Some(patterns) = self.domains.get(&login.domain).and_then(|d| d.send_as.get(&login.user)) else {
+            return false;
+        };
+        let addr = sender.to_string().to_lowercase();
+        patterns.iter().any(|p| {
+            p == "*" || *p == addr || p.strip_prefix("*@").is_some_and(|d| d == sender.domain().as_str())
+        })
+    }
+
+    /// True when `local` (less any `+tag`) is a user or alias of `domain`
+    /// itself, not something only a catch-all would take.
+    fn names(&self, local: &str, domain: &Domain) -> bool {
+        let Some(d) = self.domains.get(domain) else { return false };
+        let lower = local.to_lowercase();
+        let name = lower.split_once('+').map_or(lower.as_str(), |(base, _)| base);
+        d.users.contains_key(name) || d.aliases.contains_key(name) || name == "postmaster"
     }
 
     /// Where mail for `addr` goes. `user+tag` is looked up as `user`;

@@ -39,7 +39,7 @@ const TOP_KEYS: &[&str] = &[
 const LISTEN_KEYS: &[&str] = &["mx", "submission", "submissions"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 const RELAY_KEYS: &[&str] = &["trusted_networks"];
-const DOMAIN_KEYS: &[&str] = &["users", "aliases", "catch_all"];
+const DOMAIN_KEYS: &[&str] = &["users", "aliases", "catch_all", "send_as"];
 const QUEUE_KEYS: &[&str] = &["retry_first", "retry_max", "lifetime", "delay_notice"];
 const LIMIT_KEYS: &[&str] = &[
     "max_message_size",
@@ -127,6 +127,10 @@ pub struct DomainConfig {
     pub aliases: Vec<(String, Vec<String>)>,
     /// Where mail for unknown local names goes; same form as an alias target.
     pub catch_all: Option<String>,
+    /// (user, sender patterns): addresses a user may send as besides their
+    /// own and the aliases that reach them. A pattern is a full address,
+    /// `*@domain`, or `*` for any sender.
+    pub send_as: Vec<(String, Vec<String>)>,
 }
 
 /// Retry and expiry schedule of the queue.
@@ -1002,7 +1006,36 @@ fn read_domain(r: &Reader<'_>, name: String, section: &Section<'_>) -> Result<Do
         Some(item) => Some(r.parsed(&item, |s| target(s, &name, is_local))?),
         None => None,
     };
-    Ok(DomainConfig { name, users, aliases, catch_all })
+    let mut send_as = Vec::new();
+    if let Some(item) = section.get("send_as") {
+        for (key, item) in r.table(&item)?.entries() {
+            let user = local_name(key).map_err(|problem| r.at_key(&item, problem))?;
+            if !users.iter().any(|(u, _)| *u == user) {
+                return Err(r.at_key(&item, format!("`{user}` is not a user of {name}")));
+            }
+            let mut patterns = Vec::new();
+            for element in r.array(&item)? {
+                patterns.push(r.parsed(&element, sender_pattern)?);
+            }
+            send_as.push((user, patterns));
+        }
+    }
+    Ok(DomainConfig { name, users, aliases, catch_all, send_as })
+}
+
+/// A `send_as` pattern: `*`, `*@domain` or `local@domain`, lowercased.
+fn sender_pattern(s: &str) -> Result<String, String> {
+    let lower = s.trim().to_lowercase();
+    if lower == "*" {
+        return Ok(lower);
+    }
+    match lower.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.contains('@') => match dns_name(domain) {
+            Ok(_) => Ok(lower),
+            Err(e) => Err(format!("`{s}` is not a sender pattern: {e}")),
+        },
+        _ => Err(format!("`{s}` is not a sender pattern: use an address, \"*@domain\" or \"*\"")),
+    }
 }
 
 fn read_primary_domain(
@@ -1337,7 +1370,7 @@ mod tests {
             "hostname = \"h.example\"\ndata_dir = \"d\"\n[domains.\"example.com\"]\nuser = {}\n",
             "domains.\"example.com\".user",
             Some(4),
-            "(known keys here: users, aliases, catch_all)",
+            "(known keys here: users, aliases, catch_all, send_as)",
         ),
         (
             "number where a string is expected",
@@ -1387,6 +1420,20 @@ mod tests {
             "domains.\"example.com\".aliases.info[1]",
             Some(6),
             "`carol` is not a user or alias of example.com",
+        ),
+        (
+            "send_as for a name that is not a user",
+            "hostname = \"h.example\"\ndata_dir = \"d\"\n[domains.\"example.com\"]\nusers = { alice = \"\" }\nsend_as = { bob = [\"*\"] }\n",
+            "domains.\"example.com\".send_as.bob",
+            Some(5),
+            "`bob` is not a user of example.com",
+        ),
+        (
+            "send_as with a bad pattern",
+            "hostname = \"h.example\"\ndata_dir = \"d\"\n[domains.\"example.com\"]\nusers = { alice = \"\" }\nsend_as = { alice = [\"*@\"] }\n",
+            "domains.\"example.com\".send_as.alice[0]",
+            Some(5),
+            "`*@` is not a sender pattern",
         ),
         (
             "catch-all to a missing user",

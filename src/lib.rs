@@ -5,6 +5,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod accounts;
+pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod envelope;
@@ -12,6 +13,7 @@ pub mod message;
 pub mod queue;
 pub mod server;
 pub mod smtp;
+pub mod tls;
 
 use accounts::Accounts;
 use config::Config;
@@ -45,6 +47,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
         std::io::Error::new(e.kind(), format!("cannot create {}: {e}", settings.config.data_dir.display()))
     })?;
     let queue = Arc::new(queue::Queue::open(&settings).map_err(std::io::Error::other)?);
+    let tls = tls::load(&settings.config).map_err(std::io::Error::other)?;
     let shared: queue::SharedSettings = Arc::new(RwLock::new(Arc::new(settings)));
     let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
@@ -54,14 +57,38 @@ pub fn run(config: Config) -> std::io::Result<()> {
             .name(format!("executor-{n}"))
             .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())))?;
     }
-    let server = server::Server::new(Arc::clone(&shared), Arc::clone(&queue));
+    let server = server::Server::new(Arc::clone(&shared), Arc::clone(&queue), tls);
     smol::block_on(ex.run(async {
         let listeners = server.bind().await?;
         for (listener, port) in listeners {
             ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
-        ex.spawn(queue.run(shared)).detach();
+        ex.spawn(queue.run(Arc::clone(&shared))).detach();
+        ex.spawn(reload_on_sighup(Arc::clone(&server), shared)).detach();
         log::info!("postern {} ready", env!("CARGO_PKG_VERSION"));
         smol::future::pending::<std::io::Result<()>>().await
     }))
+}
+
+/// Re-reads the TLS certificate and key on SIGHUP (a Let's Encrypt renewal)
+/// without dropping connections; a bad pair is logged and the old one kept.
+async fn reload_on_sighup(server: std::sync::Arc<server::Server>, settings: queue::SharedSettings) {
+    use smol::stream::StreamExt as _;
+    let mut signals = match async_signal::Signals::new([async_signal::Signal::Hup]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot watch for SIGHUP: {e}");
+            return;
+        }
+    };
+    while signals.next().await.is_some() {
+        let current = std::sync::Arc::clone(&*settings.read().unwrap_or_else(|p| p.into_inner()));
+        match tls::load(&current.config) {
+            Ok(tls) => {
+                server.set_tls(tls);
+                log::info!("SIGHUP: TLS certificate reloaded");
+            }
+            Err(e) => log::error!("SIGHUP: keeping the old TLS certificate: {e}"),
+        }
+    }
 }

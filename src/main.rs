@@ -8,14 +8,17 @@ use postern::config::Config;
 const USAGE: &str = "usage:
   postern serve [--config PATH | --default-config]   run the server
   postern check-config [--config PATH]                 check a config file and exit
+  postern passwd USER@DOMAIN [--stdin]                 print an argon2id hash for the config
 
 The config defaults to /etc/postern/postern.toml. --default-config runs on the
 built-in development config: ports 2525/2587/2465 on 127.0.0.1, data under ./data.";
 
 const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
 
-/// sysexits.h: EX_USAGE and EX_CONFIG.
+/// sysexits.h codes.
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
 
 enum Source {
@@ -71,6 +74,10 @@ fn main() -> ExitCode {
                 }
             };
             if cmd == "check-config" {
+                if let Err(e) = postern::tls::check(&config) {
+                    eprintln!("postern: {}: {e}", config.source);
+                    return ExitCode::from(EX_CONFIG);
+                }
                 println!("{}: OK", config.source);
                 return ExitCode::SUCCESS;
             }
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "passwd" => passwd(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -92,4 +100,95 @@ fn main() -> ExitCode {
             ExitCode::from(EX_USAGE)
         }
     }
+}
+
+/// `postern passwd USER@DOMAIN [--stdin]`: reads a password (twice, without
+/// echo, from a terminal; once from standard input with `--stdin`) and prints
+/// its argon2id hash.
+fn passwd(args: &[String]) -> ExitCode {
+    let mut user = None;
+    let mut from_stdin = false;
+    for a in args {
+        match a.as_str() {
+            "--stdin" => from_stdin = true,
+            s if !s.starts_with('-') && user.is_none() => user = Some(s.to_string()),
+            other => {
+                eprintln!("postern: unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(EX_USAGE);
+            }
+        }
+    }
+    let Some(user) = user.filter(|u| u.contains('@')) else {
+        eprintln!("postern: passwd needs USER@DOMAIN\n{USAGE}");
+        return ExitCode::from(EX_USAGE);
+    };
+    let password = if from_stdin {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            eprintln!("postern: cannot read the password: {e}");
+            return ExitCode::from(EX_IOERR);
+        }
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        if !rustix::termios::isatty(std::io::stdin()) {
+            eprintln!("postern: standard input is not a terminal; pass --stdin to read the password from it");
+            return ExitCode::from(EX_USAGE);
+        }
+        let first = match read_hidden(&format!("Password for {user}: ")) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return ExitCode::from(EX_IOERR);
+            }
+        };
+        match read_hidden("Again: ") {
+            Ok(second) if second == first => first,
+            Ok(_) => {
+                eprintln!("postern: the passwords differ");
+                return ExitCode::from(EX_DATAERR);
+            }
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return ExitCode::from(EX_IOERR);
+            }
+        }
+    };
+    if password.is_empty() {
+        eprintln!("postern: empty password refused");
+        return ExitCode::from(EX_DATAERR);
+    }
+    match postern::auth::hash_password(&password) {
+        Ok(hash) => {
+            let name = user.split('@').next().unwrap_or("");
+            eprintln!(
+                "# put this under [domains.\"{}\".users] as: {name} = \"<hash>\"",
+                user.rsplit('@').next().unwrap_or("")
+            );
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: cannot hash the password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a line from the terminal with echo off.
+fn read_hidden(prompt: &str) -> std::io::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::Write as _;
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    tcsetattr(&stdin, OptionalActions::Now, &saved)?;
+    eprintln!();
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }

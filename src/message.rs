@@ -48,8 +48,12 @@ pub struct Trace<'a> {
     pub ip: std::net::IpAddr,
     /// Our host name.
     pub hostname: &'a str,
-    /// The protocol keyword of RFC 3848: `SMTP`, `ESMTP`, `UTF8SMTP`, ...
+    /// The protocol keyword of RFC 3848: `SMTP`, `ESMTP`, `ESMTPSA`, ...
     pub protocol: &'a str,
+    /// The TLS version and cipher, when the session used TLS.
+    pub tls: Option<&'a crate::tls::TlsInfo>,
+    /// True when the client logged in (who is never written).
+    pub authenticated: bool,
     /// The queue id.
     pub id: &'a str,
     /// When the message arrived.
@@ -66,15 +70,70 @@ pub fn received(t: &Trace<'_>) -> String {
             None => format!("IPv6:{v6}"),
         },
     };
+    let mut comments = String::new();
+    if let Some(tls) = t.tls {
+        comments.push_str(&format!("\r\n\t(using {} with cipher {})", tls.version, tls.cipher));
+    }
+    if t.authenticated {
+        comments.push_str("\r\n\t(authenticated)");
+    }
     format!(
-        "Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {};\r\n\t{}\r\n",
+        "Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {};\r\n\t{}{}\r\n",
         t.helo,
         ip,
         t.hostname,
         t.protocol,
         t.id,
-        rfc5322_date(t.when)
+        rfc5322_date(t.when),
+        comments
     )
+}
+
+/// Watches the header section of a message as it streams past and notes the
+/// fields Postern may have to add or count.
+#[derive(Debug, Default)]
+pub struct HeaderScan {
+    done: bool,
+    line: Vec<u8>,
+    /// A `Date:` field was seen.
+    pub date: bool,
+    /// A `Message-ID:` field was seen.
+    pub message_id: bool,
+    /// How many `Received:` fields were seen.
+    pub received: usize,
+}
+
+impl HeaderScan {
+    /// Looks at the next bytes of the message (CRLF line ends).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.done {
+                return;
+            }
+            if b == b'\n' {
+                self.end_line();
+            } else if self.line.len() < 16 {
+                self.line.push(b.to_ascii_lowercase());
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        if line.is_empty() {
+            self.done = true;
+        } else if line[0] != b' ' && line[0] != b'\t' {
+            let name = line.split(|&c| c == b':').next().unwrap_or(&[]);
+            let name = name.trim_ascii_end();
+            match name {
+                b"date" => self.date = true,
+                b"message-id" => self.message_id = true,
+                b"received" => self.received += 1,
+                _ => {}
+            }
+        }
+        self.line.clear();
+    }
 }
 
 /// The headers prepended at local delivery, with LF line ends as Maildir
@@ -98,6 +157,40 @@ mod tests {
     }
 
     #[test]
+    fn received_records_tls_and_authentication() {
+        let tls =
+            crate::tls::TlsInfo { version: "TLSv1.3".into(), cipher: "TLS13_AES_128_GCM_SHA256".into() };
+        let h = received(&Trace {
+            helo: "laptop",
+            ip: "192.0.2.7".parse().unwrap(),
+            hostname: "mx.example.com",
+            protocol: "ESMTPSA",
+            id: "00000000000000ff",
+            when: UNIX_EPOCH,
+            tls: Some(&tls),
+            authenticated: true,
+        });
+        assert!(h.contains("with ESMTPSA id 00000000000000ff;"), "{h}");
+        assert!(
+            h.contains("\r\n\t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\t(authenticated)\r\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn header_scan_sees_fields_only_in_the_header_section() {
+        let mut s = HeaderScan::default();
+        s.feed(b"Received: a\r\n\tb\r\nRECEIVED : c\r\nMessage-Id: <x@y>\r\nSubject: Date: no\r\n");
+        s.feed(b"\r\nDate: in the body\r\n");
+        assert_eq!((s.date, s.message_id, s.received), (false, true, 2));
+        let mut s = HeaderScan::default();
+        for b in b"Date: Sun, 22 Nov 2026\r\n\r\n" {
+            s.feed(&[*b]);
+        }
+        assert!(s.date && !s.message_id);
+    }
+
+    #[test]
     fn received_names_no_recipient() {
         let h = received(&Trace {
             helo: "printer.lan",
@@ -106,6 +199,8 @@ mod tests {
             protocol: "ESMTP",
             id: "0123456789abcdef",
             when: UNIX_EPOCH,
+            tls: None,
+            authenticated: false,
         });
         assert_eq!(
             h,

@@ -1,26 +1,35 @@
 //! Listeners and connection tasks: reads bytes from clients, feeds them to the
-//! pure `smtp` session, writes its replies, enforces timeouts and connection
-//! caps, and hands finished messages to the queue. Owns no policy of its own.
+//! pure `smtp` session, writes its replies, runs TLS handshakes and password
+//! checks, enforces timeouts and connection caps, and hands finished messages
+//! to the queue. Owns no policy of its own.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_net::{TcpListener, TcpStream};
+use futures_rustls::TlsAcceptor;
+use futures_rustls::server::TlsStream;
+use rustls::ServerConfig;
 use smol::future::FutureExt as _;
-use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use smol::lock::Semaphore;
 use smol::{Executor, Timer};
 
 use crate::Settings;
-use crate::message::{Trace, received};
-use crate::queue::store::{Message, Recipient, Status, StoreError, Write, unix_now};
+use crate::auth::{FailureLimiter, verify_password};
+use crate::message::{HeaderScan, Trace, received, rfc5322_date};
+use crate::queue::store::{Message, QueueId, Recipient, Status, StoreError, Write, unix_now};
 use crate::queue::{Queue, SharedSettings};
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
-use crate::smtp::session::{Action, Session};
+use crate::smtp::session::{Action, Login, Port, Session};
+use crate::tls::TlsInfo;
 
 /// The longest command line, CRLF included (RFC 5321 4.5.3.1.4).
 const MAX_COMMAND_LINE: usize = 512;
@@ -32,11 +41,61 @@ const CHUNK: usize = 256 * 1024;
 /// How much is read from a socket at once.
 const READ_SIZE: usize = 16 * 1024;
 
-/// Which listener a connection came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Port {
-    /// Port 25: mail from the internet and the LAN.
-    Mx,
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed login is answered no sooner than this after AUTH began, so
+/// guessing is slow and a wrong user cannot be told from a wrong password.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// Failed logins allowed from one address per minute; then `421`.
+const AUTH_FAILURES_PER_MINUTE: usize = 10;
+
+/// Password checks running at once: argon2id takes 19 MiB and a core each.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
+
+/// The bytes of a connection, before or after TLS.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while a handshake has taken the socket.
+    Gone,
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_close(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            Io::Gone => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 /// Counts open connections, overall and per client address.
@@ -84,24 +143,45 @@ impl Connections {
 }
 
 /// The running server's shared parts.
-#[derive(Debug)]
 pub struct Server {
     settings: SharedSettings,
     queue: Arc<Queue>,
     conns: Arc<Connections>,
+    tls: RwLock<Arc<ServerConfig>>,
+    auth_failures: Mutex<FailureLimiter>,
+    verifying: Semaphore,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("queue", &self.queue).finish()
+    }
 }
 
 impl Server {
-    /// A server over an open queue.
-    pub fn new(settings: SharedSettings, queue: Arc<Queue>) -> Arc<Server> {
-        Arc::new(Server { settings, queue, conns: Arc::default() })
+    /// A server over an open queue with a TLS config.
+    pub fn new(settings: SharedSettings, queue: Arc<Queue>, tls: Arc<ServerConfig>) -> Arc<Server> {
+        Arc::new(Server {
+            settings,
+            queue,
+            conns: Arc::default(),
+            tls: RwLock::new(tls),
+            auth_failures: Mutex::new(FailureLimiter::new(AUTH_FAILURES_PER_MINUTE, Duration::from_secs(60))),
+            verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+        })
+    }
+
+    /// Uses `tls` for handshakes from now on; connections already open keep theirs.
+    pub fn set_tls(&self, tls: Arc<ServerConfig>) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.tls.read().unwrap_or_else(|p| p.into_inner())))
     }
 
     fn settings(&self) -> Arc<Settings> {
-        match self.settings.read() {
-            Ok(s) => Arc::clone(&s),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Binds every listener in the config and logs each address it bound.
@@ -112,16 +192,19 @@ impl Server {
         let settings = self.settings();
         let listen = &settings.config.listen;
         let mut out = Vec::new();
-        for addr in &listen.mx {
-            let l = open_listener(*addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (mx): {e}")))?;
-            log::info!("listening on {} (mx)", l.local_addr()?);
-            out.push((l, Port::Mx));
-        }
-        for addr in listen.submission.iter().chain(&listen.submissions) {
-            log::warn!(
-                "not listening on {addr}: submission needs TLS and AUTH, which this build does not have yet"
-            );
+        let all = listen.mx.iter().map(|a| (a, Port::Mx)).chain(
+            listen
+                .submission
+                .iter()
+                .map(|a| (a, Port::Submission))
+                .chain(listen.submissions.iter().map(|a| (a, Port::Submissions))),
+        );
+        for (addr, port) in all {
+            let l = open_listener(*addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", port.name()))
+            })?;
+            log::info!("listening on {} ({})", l.local_addr()?, port.name());
+            out.push((l, port));
         }
         Ok(out)
     }
@@ -144,38 +227,104 @@ impl Server {
         }
     }
 
-    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, _port: Port) {
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, port: Port) {
         let settings = self.settings();
         let limits = &settings.config.limits;
         let ip = peer.ip();
         let _slot = match self.conns.admit(ip, limits.max_connections, limits.max_connections_per_ip) {
             Ok(slot) => slot,
             Err(refusal) => {
-                let mut out = Vec::new();
-                refusal(&settings.config.hostname).write_to(&mut out);
-                let _ = stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
+                if port != Port::Submissions {
+                    let mut out = Vec::new();
+                    refusal(&settings.config.hostname).write_to(&mut out);
+                    let _ = stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
+                }
                 log::info!("refused connection from {ip}: too many connections");
                 return;
             }
         };
-        log::debug!("connection from {peer}");
+        log::debug!("connection from {peer} ({})", port.name());
+        let (io, tls) = if port == Port::Submissions {
+            match self.acceptor().accept(stream).or(timeout(HANDSHAKE_TIMEOUT)).await {
+                Ok(s) => {
+                    let info = TlsInfo::of(s.get_ref().1);
+                    (Io::Tls(Box::new(s)), Some(info))
+                }
+                Err(e) => {
+                    log::info!("TLS handshake with {peer} ({}) failed: {e}", port.name());
+                    return;
+                }
+            }
+        } else {
+            (Io::Plain(stream), None)
+        };
         let mut conn = Conn {
-            stream,
+            io,
             inbuf: InBuf::default(),
             out: Vec::new(),
             command_timeout: limits.command_timeout,
             data_timeout: limits.data_timeout,
         };
-        match conn.run(Session::new(Arc::clone(&settings), ip), &settings, &self.queue).await {
+        let session = Session::new(Arc::clone(&settings), ip, port, true, tls);
+        match conn.run(session, &settings, &self).await {
             Ok(()) => log::debug!("connection from {peer} closed"),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 let mut out = Vec::new();
                 reply::timeout(&settings.config.hostname).write_to(&mut out);
-                let _ = conn.stream.write_all(&out).or(timeout(Duration::from_secs(10))).await;
+                let _ = conn.io.write_all(&out).or(timeout(Duration::from_secs(10))).await;
                 log::info!("connection from {peer} timed out");
             }
             Err(e) => log::debug!("connection from {peer} ended: {e}"),
         }
+    }
+
+    /// Checks credentials for `session`'s client; off the executor, at most a
+    /// few at once, never faster than [`AUTH_FAILURE_DELAY`] when wrong.
+    /// `Err` carries the `421` that ends the session when the client has
+    /// failed too often.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        login: &str,
+        password: String,
+    ) -> Result<Option<Login>, Reply> {
+        let ip = session.client_ip();
+        let hostname = || self.settings().config.hostname.clone();
+        let shown = login.escape_debug().to_string();
+        if !self.auth_failures.lock().unwrap_or_else(|p| p.into_inner()).allowed(ip, Instant::now()) {
+            log::warn!("auth refused: too many failures client=[{ip}] login=\"{shown}\"");
+            return Err(reply::too_many_auth_failures(&hostname()));
+        }
+        let start = Instant::now();
+        let settings = self.settings();
+        let found = settings.accounts.login(login).map(|(l, h)| (l, h.to_string()));
+        let verified = match found {
+            Some((who, hash)) => {
+                let _permit = self.verifying.acquire().await;
+                smol::unblock(move || verify_password(&password, &hash).then_some(who)).await
+            }
+            None => None,
+        };
+        if let Some(who) = verified {
+            log::info!(
+                "auth ok client=[{ip}] login={}@{} port={}",
+                who.user,
+                who.domain,
+                session.port().name()
+            );
+            return Ok(Some(who));
+        }
+        let limit_reached =
+            self.auth_failures.lock().unwrap_or_else(|p| p.into_inner()).fail(ip, Instant::now());
+        if let Some(rest) = AUTH_FAILURE_DELAY.checked_sub(start.elapsed()) {
+            Timer::after(rest).await;
+        }
+        log::warn!("auth failed client=[{ip}] login=\"{shown}\" port={}", session.port().name());
+        if limit_reached {
+            log::warn!("auth refused: too many failures client=[{ip}] login=\"{shown}\"");
+            return Err(reply::too_many_auth_failures(&hostname()));
+        }
+        Ok(None)
     }
 }
 
@@ -233,7 +382,7 @@ enum Line {
 }
 
 struct Conn {
-    stream: TcpStream,
+    io: Io,
     inbuf: InBuf,
     out: Vec<u8>,
     command_timeout: Duration,
@@ -248,7 +397,7 @@ impl Conn {
         }
         let start = self.inbuf.data.len();
         self.inbuf.data.resize(start + READ_SIZE, 0);
-        let n = self.stream.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await;
+        let n = self.io.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await;
         self.inbuf.data.truncate(start + *n.as_ref().unwrap_or(&0));
         match n? {
             0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection")),
@@ -259,7 +408,8 @@ impl Conn {
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             let limit = self.command_timeout;
-            self.stream.write_all(&self.out).or(timeout(limit)).await?;
+            self.io.write_all(&self.out).or(timeout(limit)).await?;
+            self.io.flush().or(timeout(limit)).await?;
             self.out.clear();
         }
         Ok(())
@@ -279,7 +429,8 @@ impl Conn {
     }
 
     /// The session loop: commands until QUIT, an error, or the client leaves.
-    async fn run(&mut self, mut session: Session, settings: &Settings, queue: &Queue) -> io::Result<()> {
+    async fn run(&mut self, mut session: Session, settings: &Settings, server: &Server) -> io::Result<()> {
+        let queue: &Queue = &server.queue;
         session.greeting().write_to(&mut self.out);
         self.flush().await?;
         let mut discarding = false;
@@ -330,6 +481,45 @@ impl Conn {
                     reply.write_to(&mut self.out);
                     deadline = Instant::now() + self.command_timeout;
                 }
+                Action::StartTls(r) => {
+                    r.write_to(&mut self.out);
+                    self.flush().await?;
+                    // Whatever the client sent after STARTTLS was sent in the
+                    // clear and may be an attacker's: it is dropped unread.
+                    self.inbuf = InBuf::default();
+                    let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+                        return Err(io::Error::other("STARTTLS on a TLS connection"));
+                    };
+                    let tls = server.acceptor().accept(tcp).or(timeout(HANDSHAKE_TIMEOUT)).await?;
+                    let info = TlsInfo::of(tls.get_ref().1);
+                    log::debug!(
+                        "TLS started with [{}]: {} {}",
+                        session.client_ip(),
+                        info.version,
+                        info.cipher
+                    );
+                    self.io = Io::Tls(Box::new(tls));
+                    session.tls_started(info);
+                    deadline = Instant::now() + self.command_timeout;
+                }
+                Action::Authenticate { login, password } => {
+                    self.flush().await?;
+                    match server.authenticate(&session, &login, password).await {
+                        Ok(who) => match session.auth_result(who) {
+                            Action::Close(r) => {
+                                r.write_to(&mut self.out);
+                                return self.flush().await;
+                            }
+                            Action::Reply(r) => r.write_to(&mut self.out),
+                            _ => {}
+                        },
+                        Err(r) => {
+                            r.write_to(&mut self.out);
+                            return self.flush().await;
+                        }
+                    }
+                    deadline = Instant::now() + self.command_timeout;
+                }
             }
         }
     }
@@ -340,25 +530,17 @@ impl Conn {
         let config = &settings.config;
         let id = queue.new_id();
         let arrived = SystemTime::now();
-        let mut body = Vec::with_capacity(CHUNK.min(64 * 1024));
-        body.extend_from_slice(
-            received(&Trace {
-                helo: session.helo(),
-                ip: session.client_ip(),
-                hostname: &config.hostname,
-                protocol: session.protocol(),
-                id: &id.to_string(),
-                when: arrived,
-            })
-            .as_bytes(),
-        );
-        let header_len = body.len() as u64;
+        // Piece 0 is written last: the Received header and any fields added.
+        let mut body = Vec::with_capacity(64 * 1024);
+        let mut headers = HeaderScan::default();
         let mut decoder = DataDecoder::new(config.limits.max_message_size);
-        let mut stored = 0u32;
+        let mut stored = 1u32;
         let mut store_error: Option<StoreError> = None;
         let result = loop {
+            let before = body.len();
             let (used, done) = decoder.decode(self.inbuf.unread(), &mut body);
             self.inbuf.consume(used);
+            headers.feed(&body[before..]);
             if store_error.is_some() || decoder.failed() {
                 body.clear();
             } else if body.len() >= CHUNK {
@@ -376,7 +558,7 @@ impl Conn {
             }
         };
         let discard = |stored: u32| async move {
-            if stored > 0 {
+            if stored > 1 {
                 let _ = queue.write(Write::Discard { id }).await;
             }
         };
@@ -401,6 +583,8 @@ impl Conn {
             discard(stored).await;
             return Ok(store_reply(id, e));
         }
+        let prefix = prefix(&id, session, config, &headers, arrived);
+        let header_len = prefix.len() as u64;
         let now = unix_now();
         let message = Message {
             id,
@@ -420,7 +604,7 @@ impl Conn {
                 })
                 .collect(),
         };
-        match queue.write(Write::Commit { last: Some((stored, body)), message }).await {
+        match queue.write(Write::Commit { pieces: vec![(0, prefix), (stored, body)], message }).await {
             Ok(()) => {
                 let to: Vec<String> =
                     envelope.recipients.iter().map(|r| format!("<{}>", r.address())).collect();
@@ -443,7 +627,38 @@ impl Conn {
     }
 }
 
-fn store_reply(id: crate::queue::store::QueueId, e: StoreError) -> Reply {
+/// What goes in front of the message: the Received header and, on the
+/// submission ports, a Date and Message-ID when the client left them out
+/// (RFC 6409 8).
+fn prefix(
+    id: &QueueId,
+    session: &Session,
+    config: &crate::config::Config,
+    headers: &HeaderScan,
+    when: SystemTime,
+) -> Vec<u8> {
+    let mut out = received(&Trace {
+        helo: session.helo(),
+        ip: session.client_ip(),
+        hostname: &config.hostname,
+        protocol: &session.protocol(),
+        id: &id.to_string(),
+        when,
+        tls: session.tls(),
+        authenticated: session.login().is_some(),
+    });
+    if session.port().is_submission() {
+        if !headers.date {
+            out.push_str(&format!("Date: {}\r\n", rfc5322_date(when)));
+        }
+        if !headers.message_id {
+            out.push_str(&format!("Message-ID: <{id}@{}>\r\n", config.hostname));
+        }
+    }
+    out.into_bytes()
+}
+
+fn store_reply(id: QueueId, e: StoreError) -> Reply {
     match e {
         StoreError::Full => {
             log::warn!(target: "mail", "id={id} status=refused error=\"queue store is full\"");

@@ -116,8 +116,8 @@ impl From<heed::Error> for StoreError {
 pub enum Write {
     /// Store a piece of a message that is still arriving.
     Chunk { id: QueueId, n: u32, bytes: Vec<u8> },
-    /// Queue a message: its last piece and its record, due now.
-    Commit { last: Option<(u32, Vec<u8>)>, message: Message },
+    /// Queue a message: its remaining pieces and its record, due now.
+    Commit { pieces: Vec<(u32, Vec<u8>)>, message: Message },
     /// Drop the pieces of a message that was not accepted.
     Discard { id: QueueId },
     /// Save a message's new state after a delivery attempt; removes it when no
@@ -130,7 +130,7 @@ impl Write {
     pub fn weight(&self) -> usize {
         match self {
             Write::Chunk { bytes, .. } => bytes.len(),
-            Write::Commit { last, .. } => last.as_ref().map_or(0, |(_, b)| b.len()) + 256,
+            Write::Commit { pieces, .. } => pieces.iter().map(|(_, b)| b.len()).sum::<usize>() + 256,
             Write::Discard { .. } | Write::Update { .. } => 256,
         }
     }
@@ -295,8 +295,8 @@ impl Store {
     fn apply_one(&self, wtxn: &mut RwTxn<'_>, w: &Write) -> Result<(), StoreError> {
         match w {
             Write::Chunk { id, n, bytes } => self.chunks.put(wtxn, &chunk_key(*id, *n), bytes)?,
-            Write::Commit { last, message } => {
-                if let Some((n, bytes)) = last {
+            Write::Commit { pieces, message } => {
+                for (n, bytes) in pieces {
                     self.chunks.put(wtxn, &chunk_key(message.id, *n), bytes)?;
                 }
                 self.messages.put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
@@ -592,7 +592,7 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let m = sample(&store);
         store.apply(&[Write::Chunk { id: m.id, n: 0, bytes: b"hello ".to_vec() }]).unwrap();
-        store.apply(&[Write::Commit { last: Some((1, b"world".to_vec())), message: m.clone() }]).unwrap();
+        store.apply(&[Write::Commit { pieces: vec![(1, b"world".to_vec())], message: m.clone() }]).unwrap();
         let mut out = Vec::new();
         store
             .read_body(&m, |b| {
@@ -645,7 +645,7 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let mut m = sample(&store);
         store.apply(&[Write::Chunk { id: m.id, n: 0, bytes: b"hello ".to_vec() }]).unwrap();
-        store.apply(&[Write::Commit { last: Some((1, b"world".to_vec())), message: m.clone() }]).unwrap();
+        store.apply(&[Write::Commit { pieces: vec![(1, b"world".to_vec())], message: m.clone() }]).unwrap();
         assert_eq!(body(&store, m.id), b"hello world");
         assert_eq!(store.due(999, 10, |_| false).unwrap(), (vec![], Some(1000)));
         assert_eq!(store.due(1000, 10, |_| false).unwrap(), (vec![m.id], None));
@@ -672,7 +672,7 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 24).unwrap();
         let kept = sample(&store);
         let orphan = store.new_id();
-        store.apply(&[Write::Commit { last: Some((0, b"kept".to_vec())), message: kept.clone() }]).unwrap();
+        store.apply(&[Write::Commit { pieces: vec![(0, b"kept".to_vec())], message: kept.clone() }]).unwrap();
         store.apply(&[Write::Chunk { id: orphan, n: 0, bytes: b"lost".to_vec() }]).unwrap();
         store.sweep().unwrap();
         assert_eq!(store.message(kept.id).unwrap(), Some(kept.clone()));
@@ -685,10 +685,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let m = sample(&store);
-        store.apply(&[Write::Commit { last: Some((0, b"small".to_vec())), message: m.clone() }]).unwrap();
+        store.apply(&[Write::Commit { pieces: vec![(0, b"small".to_vec())], message: m.clone() }]).unwrap();
         let big = sample(&store);
         let err =
-            store.apply(&[Write::Commit { last: Some((0, vec![0; 2 << 20])), message: big }]).unwrap_err();
+            store.apply(&[Write::Commit { pieces: vec![(0, vec![0; 2 << 20])], message: big }]).unwrap_err();
         assert!(matches!(err, StoreError::Full), "{err:?}");
         assert_eq!(body(&store, m.id), b"small");
     }

@@ -69,20 +69,23 @@ pub fn shutting_down(hostname: &str) -> Reply {
 pub fn helo(hostname: &str, client: &str) -> Reply {
     Reply::new(250, "", format!("{hostname} hello {client}"))
 }
-pub fn ehlo(hostname: &str, client: &str, max_size: u64) -> Reply {
-    Reply {
-        code: 250,
-        status: "",
-        lines: vec![
-            format!("{hostname} hello {client}"),
-            "PIPELINING".into(),
-            format!("SIZE {max_size}"),
-            "8BITMIME".into(),
-            "ENHANCEDSTATUSCODES".into(),
-            "SMTPUTF8".into(),
-            "HELP".into(),
-        ],
+pub fn ehlo(hostname: &str, client: &str, max_size: u64, starttls: bool, auth: bool) -> Reply {
+    let mut lines = vec![
+        format!("{hostname} hello {client}"),
+        "PIPELINING".into(),
+        format!("SIZE {max_size}"),
+        "8BITMIME".into(),
+        "ENHANCEDSTATUSCODES".into(),
+        "SMTPUTF8".into(),
+    ];
+    if starttls {
+        lines.push("STARTTLS".into());
     }
+    if auth {
+        lines.push("AUTH PLAIN LOGIN".into());
+    }
+    lines.push("HELP".into());
+    Reply { code: 250, status: "", lines }
 }
 pub fn ok() -> Reply {
     Reply::new(250, "2.0.0", "OK")
@@ -114,6 +117,60 @@ pub fn help() -> Reply {
             "see RFC 5321".into(),
         ],
     }
+}
+
+// TLS and AUTH.
+
+pub fn start_tls() -> Reply {
+    Reply::new(220, "2.0.0", "ready to start TLS")
+}
+pub fn tls_active() -> Reply {
+    Reply::new(503, "5.5.1", "TLS is already active")
+}
+pub fn tls_unavailable() -> Reply {
+    Reply::new(454, "4.7.0", "TLS not available")
+}
+pub fn auth_challenge(text: &str) -> Reply {
+    Reply::new(334, "", text)
+}
+pub fn auth_ok() -> Reply {
+    Reply::new(235, "2.7.0", "authentication succeeded")
+}
+pub fn auth_failed() -> Reply {
+    Reply::new(535, "5.7.8", "authentication credentials invalid")
+}
+pub fn auth_cancelled() -> Reply {
+    Reply::new(501, "5.0.0", "authentication cancelled")
+}
+pub fn bad_base64() -> Reply {
+    Reply::new(501, "5.5.2", "cannot decode the response: not base64")
+}
+pub fn bad_sasl() -> Reply {
+    Reply::new(501, "5.5.4", "malformed authentication response")
+}
+pub fn unknown_mechanism() -> Reply {
+    Reply::new(504, "5.5.4", "unrecognized authentication mechanism; use PLAIN or LOGIN")
+}
+pub fn auth_not_here() -> Reply {
+    Reply::new(503, "5.5.1", "AUTH is offered on the submission ports (587, 465) only")
+}
+pub fn encryption_required() -> Reply {
+    Reply::new(538, "5.7.11", "encryption required: send STARTTLS first")
+}
+pub fn already_authenticated() -> Reply {
+    Reply::new(503, "5.5.1", "already authenticated")
+}
+pub fn auth_in_transaction() -> Reply {
+    Reply::new(503, "5.5.1", "AUTH is not allowed during a mail transaction")
+}
+pub fn auth_required() -> Reply {
+    Reply::new(530, "5.7.0", "authentication required")
+}
+pub fn not_your_address(sender: &str, login: &str) -> Reply {
+    Reply::new(553, "5.7.1", format!("<{sender}>: sender address not owned by user {login}"))
+}
+pub fn too_many_auth_failures(hostname: &str) -> Reply {
+    Reply::new(421, "4.7.0", format!("{hostname} too many failed logins, try again later"))
 }
 
 // Syntax (the peer sent garbage): 500/501.
@@ -201,7 +258,7 @@ mod tests {
         Reply::new(550, "5.1.1", "<x@y>: no such user here").write_to(&mut out);
         assert_eq!(out, b"550 5.1.1 <x@y>: no such user here\r\n");
         out.clear();
-        ehlo("mx.example", "client.example", 100).write_to(&mut out);
+        ehlo("mx.example", "client.example", 100, true, false).write_to(&mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("250-mx.example hello client.example\r\n250-PIPELINING\r\n"));
         assert!(s.ends_with("250 HELP\r\n"));

@@ -9,7 +9,56 @@ use super::data::DataError;
 use super::reply::{self, Reply};
 use crate::Settings;
 use crate::accounts::Resolution;
-use crate::envelope::{Address, Envelope, Path, Route};
+use crate::auth::{self, SaslError};
+use crate::envelope::{Address, Domain, Envelope, Path, Route};
+use crate::tls::TlsInfo;
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// Port 25: mail from the internet and the LAN; STARTTLS offered, no AUTH.
+    Mx,
+    /// Port 587: submission (RFC 6409), STARTTLS then AUTH.
+    Submission,
+    /// Port 465: submission with implicit TLS (RFC 8314).
+    Submissions,
+}
+
+impl Port {
+    /// The name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Port::Mx => "mx",
+            Port::Submission => "submission",
+            Port::Submissions => "submissions",
+        }
+    }
+
+    /// True for 587 and 465, where senders must log in.
+    pub fn is_submission(self) -> bool {
+        self != Port::Mx
+    }
+}
+
+/// A logged-in user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// The user name, lowercased.
+    pub user: String,
+    /// The user's domain.
+    pub domain: Domain,
+}
+
+/// Where an AUTH exchange stands between `334` and the client's answer.
+#[derive(Debug)]
+enum AuthStep {
+    /// AUTH PLAIN without an initial response.
+    Plain,
+    /// AUTH LOGIN, waiting for the user name.
+    LoginUser,
+    /// AUTH LOGIN, waiting for the password.
+    LoginPassword(String),
+}
 
 /// What the driver must do after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +69,17 @@ pub enum Action {
     Close(Reply),
     /// Send the `354` reply and read the message with a DATA decoder.
     StartData(Reply),
+    /// Send the `220` reply, drop any bytes the client sent after STARTTLS,
+    /// and do the TLS handshake; then call [`Session::tls_started`].
+    StartTls(Reply),
+    /// Check these credentials (slowly, off the executor) and call
+    /// [`Session::auth_result`].
+    Authenticate {
+        /// The login as the client gave it.
+        login: String,
+        /// The password; never logged.
+        password: String,
+    },
 }
 
 /// One mail transaction, from MAIL to the final dot.
@@ -53,13 +113,76 @@ pub struct Session {
     esmtp: bool,
     errors: u32,
     state: State,
+    port: Port,
+    tls_available: bool,
+    tls: Option<TlsInfo>,
+    login: Option<Login>,
+    auth_step: Option<AuthStep>,
 }
 
 impl Session {
-    /// A new session for a client at `client_ip`.
-    pub fn new(settings: Arc<Settings>, client_ip: IpAddr) -> Session {
+    /// A new session for a client at `client_ip` on `port`. `tls` is set when
+    /// the connection is TLS from the start (port 465); `tls_available` says
+    /// whether STARTTLS can be offered.
+    pub fn new(
+        settings: Arc<Settings>,
+        client_ip: IpAddr,
+        port: Port,
+        tls_available: bool,
+        tls: Option<TlsInfo>,
+    ) -> Session {
         let trusted = settings.accounts.is_trusted(client_ip);
-        Session { settings, client_ip, trusted, helo: None, esmtp: false, errors: 0, state: State::Fresh }
+        Session {
+            settings,
+            client_ip,
+            trusted,
+            helo: None,
+            esmtp: false,
+            errors: 0,
+            state: State::Fresh,
+            port,
+            tls_available,
+            tls,
+            login: None,
+            auth_step: None,
+        }
+    }
+
+    /// The port this session came in on.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// What TLS the session uses, if any.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The logged-in user, if any.
+    pub fn login(&self) -> Option<&Login> {
+        self.login.as_ref()
+    }
+
+    /// The handshake after STARTTLS succeeded: the session starts over
+    /// (RFC 3207 4.2), and STARTTLS is no longer offered.
+    pub fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.helo = None;
+        self.esmtp = false;
+        self.login = None;
+        self.auth_step = None;
+        self.state = State::Fresh;
+    }
+
+    /// The outcome of [`Action::Authenticate`]: the user it proved, or `None`.
+    pub fn auth_result(&mut self, login: Option<Login>) -> Action {
+        match login {
+            Some(l) => {
+                self.login = Some(l);
+                Action::Reply(reply::auth_ok())
+            }
+            None => self.error(reply::auth_failed()),
+        }
     }
 
     /// The `220` banner.
@@ -77,18 +200,26 @@ impl Session {
         self.client_ip
     }
 
-    /// The Received-header protocol keyword (RFC 3848, RFC 6531).
-    pub fn protocol(&self) -> &'static str {
+    /// The Received-header protocol keyword (RFC 3848, RFC 6531): `SMTP`,
+    /// `ESMTP`, `UTF8SMTP`, with `S` for TLS and `A` for an authenticated client.
+    pub fn protocol(&self) -> String {
         let utf8 = matches!(&self.state, State::Data(t) | State::Mail(t) if t.params.smtputf8);
-        match (self.esmtp, utf8) {
+        let base = match (self.esmtp, utf8) {
             (false, _) => "SMTP",
             (true, false) => "ESMTP",
             (true, true) => "UTF8SMTP",
-        }
+        };
+        let s = if self.tls.is_some() && self.esmtp { "S" } else { "" };
+        let a = if self.login.is_some() && self.esmtp { "A" } else { "" };
+        format!("{base}{s}{a}")
     }
 
-    /// Handles one command line (without its line ending).
+    /// Handles one line from the client (without its line ending): a command,
+    /// or the answer to an AUTH challenge.
     pub fn command(&mut self, line: &[u8]) -> Action {
+        if let Some(step) = self.auth_step.take() {
+            return self.auth_response(step, line);
+        }
         let reply = match command::parse(line) {
             Ok(cmd) => return self.dispatch(cmd),
             Err(CommandError::Unknown) => reply::unknown_command(),
@@ -126,7 +257,15 @@ impl Session {
                 self.helo = Some(name);
                 self.esmtp = true;
                 self.state = State::Ready;
-                reply::ehlo(hostname, self.helo(), self.settings.config.limits.max_message_size)
+                let starttls = self.tls.is_none() && self.tls_available && self.port != Port::Submissions;
+                let auth = self.tls.is_some() && self.port.is_submission() && self.login.is_none();
+                reply::ehlo(
+                    hostname,
+                    self.helo(),
+                    self.settings.config.limits.max_message_size,
+                    starttls,
+                    auth,
+                )
             }
             Command::Helo(name) => {
                 self.helo = Some(name);
@@ -148,11 +287,98 @@ impl Session {
             Command::Help => reply::help(),
             Command::Vrfy => reply::vrfy(),
             Command::Expn => reply::not_implemented("EXPN"),
-            Command::StartTls => reply::not_implemented("STARTTLS"),
-            Command::Auth(_) => reply::not_implemented("AUTH"),
+            Command::StartTls => match self.starttls() {
+                Ok(r) => return Action::StartTls(r),
+                Err(r) => r,
+            },
+            Command::Auth(args) => return self.auth(&args),
             Command::NotImplemented(what) => reply::not_implemented(what),
         };
         self.reply(r)
+    }
+
+    fn starttls(&self) -> Result<Reply, Reply> {
+        if self.tls.is_some() {
+            return Err(reply::tls_active());
+        }
+        if !self.tls_available {
+            return Err(reply::tls_unavailable());
+        }
+        if matches!(self.state, State::Fresh) {
+            return Err(reply::need_helo());
+        }
+        Ok(reply::start_tls())
+    }
+
+    fn auth(&mut self, args: &str) -> Action {
+        let refusal = if !self.port.is_submission() {
+            Some(reply::auth_not_here())
+        } else if self.tls.is_none() {
+            Some(reply::encryption_required())
+        } else if self.login.is_some() {
+            Some(reply::already_authenticated())
+        } else if matches!(self.state, State::Fresh) {
+            Some(reply::need_helo())
+        } else if matches!(self.state, State::Mail(_) | State::Data(_)) {
+            Some(reply::auth_in_transaction())
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            return self.error(r);
+        }
+        let mut words = args.split_whitespace();
+        let mechanism = words.next().unwrap_or("").to_ascii_uppercase();
+        let initial = words.next();
+        if words.next().is_some() {
+            return self.error(reply::syntax("AUTH takes a mechanism and at most one initial response"));
+        }
+        match (mechanism.as_str(), initial) {
+            (_, Some("*")) => self.error(reply::auth_cancelled()),
+            ("PLAIN", None) => {
+                self.auth_step = Some(AuthStep::Plain);
+                Action::Reply(reply::auth_challenge(""))
+            }
+            ("PLAIN", Some(ir)) => self.auth_response(AuthStep::Plain, ir.as_bytes()),
+            ("LOGIN", None) => {
+                self.auth_step = Some(AuthStep::LoginUser);
+                Action::Reply(reply::auth_challenge(&auth::base64_encode(b"Username:")))
+            }
+            ("LOGIN", Some(ir)) => self.auth_response(AuthStep::LoginUser, ir.as_bytes()),
+            _ => self.error(reply::unknown_mechanism()),
+        }
+    }
+
+    /// The client's answer to a `334` challenge.
+    fn auth_response(&mut self, step: AuthStep, line: &[u8]) -> Action {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return self.error(reply::bad_base64());
+        };
+        let text = if text == "=" { "" } else { text };
+        if text == "*" {
+            return self.error(reply::auth_cancelled());
+        }
+        let bad = |e: SaslError| match e {
+            SaslError::Base64 => reply::bad_base64(),
+            SaslError::Malformed => reply::bad_sasl(),
+        };
+        match step {
+            AuthStep::Plain => match auth::parse_plain(text) {
+                Ok((login, password)) => Action::Authenticate { login, password },
+                Err(e) => self.error(bad(e)),
+            },
+            AuthStep::LoginUser => match auth::parse_login_step(text) {
+                Ok(user) => {
+                    self.auth_step = Some(AuthStep::LoginPassword(user));
+                    Action::Reply(reply::auth_challenge(&auth::base64_encode(b"Password:")))
+                }
+                Err(e) => self.error(bad(e)),
+            },
+            AuthStep::LoginPassword(login) => match auth::parse_login_step(text) {
+                Ok(password) => Action::Authenticate { login, password },
+                Err(e) => self.error(bad(e)),
+            },
+        }
     }
 
     fn mail(&mut self, from: Path, params: MailParams) -> Reply {
@@ -165,11 +391,21 @@ impl Session {
         if params.size.is_some_and(|s| s > max) {
             return reply::message_too_big_declared(max);
         }
+        if self.port.is_submission() && self.login.is_none() {
+            return reply::auth_required();
+        }
         let sender = match from {
             Path::Null => None,
             Path::Mailbox(a) => Some(a),
             Path::Bare(_) => return reply::bad_sender_address("sender needs a domain"),
         };
+        if let Some(login) = &self.login {
+            let own = sender.as_ref().is_some_and(|a| self.settings.accounts.may_send_as(login, a));
+            if !own {
+                let shown = sender.as_ref().map(ToString::to_string).unwrap_or_default();
+                return reply::not_your_address(&shown, &format!("{}@{}", login.user, login.domain));
+            }
+        }
         if !params.smtputf8 && sender.as_ref().is_some_and(|a| !a.to_string().is_ascii()) {
             return reply::smtputf8_required();
         }
@@ -180,7 +416,9 @@ impl Session {
     fn rcpt(&mut self, to: Path) -> Reply {
         let settings = Arc::clone(&self.settings);
         let accounts = &settings.accounts;
-        let trusted = self.trusted;
+        // A logged-in user may send anywhere, as may a trusted network.
+        let trusted = self.trusted || self.login.is_some();
+        let login_domain = self.login.as_ref().map(|l| l.domain.clone());
         let State::Mail(t) = &mut self.state else {
             return reply::need_mail();
         };
@@ -195,8 +433,10 @@ impl Session {
             Path::Bare(local) if trusted => {
                 // A trusted device wrote `<bob>`: complete it with the sender's
                 // domain when that is ours, else with the primary domain.
-                let domain = match &t.sender {
-                    Some(s) if accounts.is_local(s.domain()) => s.domain().clone(),
+                // A logged-in user's `<bob>` gets the user's own domain.
+                let domain = match (&login_domain, &t.sender) {
+                    (Some(d), _) => d.clone(),
+                    (None, Some(s)) if accounts.is_local(s.domain()) => s.domain().clone(),
                     _ => accounts.primary_domain().clone(),
                 };
                 Address::new(local, domain)
@@ -270,6 +510,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::envelope::Domain;
 
     const CONFIG: &str = r#"
 hostname = "mx.example.com"
@@ -291,14 +532,93 @@ max_message_size = "1K"
 
     /// Runs a dialog: each line is a command and the reply code expected.
     fn dialog(ip: &str, steps: &[(&str, u16)]) -> Session {
-        let mut s = Session::new(settings(), ip.parse().unwrap());
+        let mut s = Session::new(settings(), ip.parse().unwrap(), Port::Mx, false, None);
         for (line, code) in steps {
-            let got = match s.command(line.as_bytes()) {
-                Action::Reply(r) | Action::Close(r) | Action::StartData(r) => r,
-            };
-            assert_eq!(got.code, *code, "{line:?} from {ip}: got {got:?}");
+            let got = code_of(s.command(line.as_bytes()));
+            assert_eq!(got, *code, "{line:?} from {ip}");
         }
         s
+    }
+
+    /// The reply code of an action; 1 stands for "check these credentials".
+    fn code_of(a: Action) -> u16 {
+        match a {
+            Action::Reply(r) | Action::Close(r) | Action::StartData(r) | Action::StartTls(r) => r.code,
+            Action::Authenticate { .. } => 1,
+        }
+    }
+
+    fn submission(tls: bool) -> Session {
+        let info = TlsInfo { version: "TLSv1.3".into(), cipher: "X".into() };
+        Session::new(settings(), "203.0.113.9".parse().unwrap(), Port::Submission, true, tls.then_some(info))
+    }
+
+    fn alice() -> Login {
+        Login { user: "alice".into(), domain: Domain::parse("example.com").unwrap() }
+    }
+
+    #[test]
+    fn submission_without_tls_offers_starttls_and_refuses_auth_and_mail() {
+        let mut s = submission(false);
+        let Action::Reply(ehlo) = s.command(b"EHLO laptop") else { panic!() };
+        assert!(ehlo.lines.contains(&"STARTTLS".to_string()));
+        assert!(!ehlo.lines.iter().any(|l| l.starts_with("AUTH")));
+        assert_eq!(code_of(s.command(b"AUTH PLAIN AGFsaWNlAHB3")), 538);
+        assert_eq!(code_of(s.command(b"MAIL FROM:<alice@example.com>")), 530);
+        assert_eq!(code_of(s.command(b"STARTTLS")), 220);
+    }
+
+    #[test]
+    fn auth_exchanges() {
+        let mut s = submission(true);
+        let Action::Reply(ehlo) = s.command(b"EHLO laptop") else { panic!() };
+        assert!(ehlo.lines.contains(&"AUTH PLAIN LOGIN".to_string()));
+        assert!(!ehlo.lines.contains(&"STARTTLS".to_string()));
+        assert_eq!(code_of(s.command(b"STARTTLS")), 503);
+        assert_eq!(code_of(s.command(b"AUTH CRAM-MD5")), 504);
+        assert_eq!(code_of(s.command(b"AUTH PLAIN not-base64!")), 501);
+        assert_eq!(code_of(s.command(b"AUTH PLAIN *")), 501);
+        assert_eq!(code_of(s.command(b"AUTH PLAIN")), 334);
+        assert_eq!(code_of(s.command(b"*")), 501);
+        assert_eq!(code_of(s.command(b"AUTH LOGIN")), 334);
+        assert_eq!(code_of(s.command(b"YWxpY2U=")), 334);
+        assert_eq!(s.command(b"cHc="), Action::Authenticate { login: "alice".into(), password: "pw".into() });
+        assert_eq!(code_of(s.auth_result(None)), 535);
+        assert_eq!(
+            s.command(b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHB3"),
+            Action::Authenticate { login: "alice@example.com".into(), password: "pw".into() }
+        );
+        assert_eq!(code_of(s.auth_result(Some(alice()))), 235);
+        assert_eq!(code_of(s.command(b"AUTH PLAIN AGFsaWNlAHB3")), 503);
+    }
+
+    #[test]
+    fn logged_in_users_send_as_themselves_and_relay() {
+        let mut s = submission(true);
+        s.command(b"EHLO laptop");
+        s.auth_result(Some(alice()));
+        assert_eq!(code_of(s.command(b"MAIL FROM:<bob@example.com>")), 553);
+        assert_eq!(code_of(s.command(b"MAIL FROM:<>")), 553);
+        assert_eq!(code_of(s.command(b"MAIL FROM:<someone@elsewhere.example>")), 553);
+        assert_eq!(code_of(s.command(b"MAIL FROM:<team@example.com>")), 250);
+        s.command(b"RSET");
+        assert_eq!(code_of(s.command(b"MAIL FROM:<Alice+lists@example.com>")), 250);
+        assert_eq!(code_of(s.command(b"RCPT TO:<friend@elsewhere.example>")), 250);
+        assert_eq!(code_of(s.command(b"RCPT TO:<bob>")), 250);
+        assert_eq!(code_of(s.command(b"DATA")), 354);
+        let env = s.take_envelope().unwrap();
+        assert_eq!(env.recipients[1].address(), "bob@example.com");
+        assert_eq!(s.protocol(), "ESMTPSA");
+    }
+
+    #[test]
+    fn auth_is_not_offered_on_the_mx_port() {
+        let info = TlsInfo { version: "TLSv1.3".into(), cipher: "X".into() };
+        let mut s = Session::new(settings(), "203.0.113.9".parse().unwrap(), Port::Mx, true, Some(info));
+        let Action::Reply(ehlo) = s.command(b"EHLO mx.other.example") else { panic!() };
+        assert!(!ehlo.lines.iter().any(|l| l.starts_with("AUTH")));
+        assert_eq!(code_of(s.command(b"AUTH PLAIN AGFsaWNlAHB3")), 503);
+        assert_eq!(code_of(s.command(b"MAIL FROM:<x@other.example>")), 250);
     }
 
     #[test]
@@ -396,7 +716,7 @@ max_message_size = "1K"
 
     #[test]
     fn too_many_errors_close_the_session() {
-        let mut s = Session::new(settings(), "203.0.113.5".parse().unwrap());
+        let mut s = Session::new(settings(), "203.0.113.5".parse().unwrap(), Port::Mx, false, None);
         for _ in 0..9 {
             assert!(matches!(s.command(b"BOGUS"), Action::Reply(r) if r.code == 500));
         }

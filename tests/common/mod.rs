@@ -30,6 +30,10 @@ pub struct Postern {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub addr: SocketAddr,
+    /// Port 587's stand-in.
+    pub submission: SocketAddr,
+    /// Port 465's stand-in.
+    pub submissions: SocketAddr,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -43,11 +47,11 @@ mail_root = "{mail}"
 {top}
 [listen]
 mx = ["127.0.0.1:0"]
-submission = []
-submissions = []
+submission = ["127.0.0.1:0"]
+submissions = ["127.0.0.1:0"]
 
 [domains."example.com"]
-users = {{ alice = "", bob = "" }}
+users = {{ alice = "{alice}", bob = "" }}
 aliases = {{ team = ["alice", "bob"], fwd = "someone@elsewhere.example" }}
 
 [domains."example.org"]
@@ -56,7 +60,17 @@ users = {{ carol = "" }}
 "#,
         data = dir.join("data").display(),
         mail = dir.join("mail").display(),
+        alice = alice_hash(),
     )
+}
+
+/// alice's password in every test config.
+pub const ALICE_PASSWORD: &str = "alice-secret";
+
+/// The argon2id hash of [`ALICE_PASSWORD`], made once per test binary.
+pub fn alice_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| postern::auth::hash_password(ALICE_PASSWORD).expect("hash"))
 }
 
 impl Postern {
@@ -70,8 +84,8 @@ impl Postern {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("postern.toml");
         std::fs::write(&config, config_text(dir.path(), top, extra)).expect("write config");
-        let (child, log, addr) = spawn(&config);
-        Postern { dir, config, addr, child, log }
+        let (child, log, [addr, submission, submissions]) = spawn(&config);
+        Postern { dir, config, addr, submission, submissions, child, log }
     }
 
     /// Kills the server with SIGKILL: no chance to clean up.
@@ -83,10 +97,12 @@ impl Postern {
     /// Kills the server and starts it again on the same config and data.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, log, addr) = spawn(&self.config);
+        let (child, log, [addr, submission, submissions]) = spawn(&self.config);
         self.child = child;
         self.log = log;
         self.addr = addr;
+        self.submission = submission;
+        self.submissions = submissions;
     }
 
     pub fn pid(&self) -> u32 {
@@ -146,11 +162,20 @@ impl Postern {
         r
     }
 
-    /// Runs a Python script with `PORT` set to the server's port; returns stdout.
+    /// Runs a Python script with `PORT`, `SUBMISSION`, `SUBMISSIONS`,
+    /// `MAILROOT`, `CAFILE` (the server's certificate) and `ALICE_PW` set;
+    /// returns stdout.
     pub fn python(&self, script: &str) -> String {
         python(
             script,
-            &[("PORT", &self.port().to_string()), ("MAILROOT", &self.mail_root().display().to_string())],
+            &[
+                ("PORT", &self.port().to_string()),
+                ("SUBMISSION", &self.submission.port().to_string()),
+                ("SUBMISSIONS", &self.submissions.port().to_string()),
+                ("MAILROOT", &self.mail_root().display().to_string()),
+                ("CAFILE", &self.dir.path().join("data/tls/cert.pem").display().to_string()),
+                ("ALICE_PW", ALICE_PASSWORD),
+            ],
         )
     }
 }
@@ -161,7 +186,7 @@ impl Drop for Postern {
     }
 }
 
-fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, SocketAddr) {
+fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
         .args(["serve", "--config"])
         .arg(config)
@@ -184,7 +209,7 @@ fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, SocketAddr) {
             }
         }
     });
-    let addr = wait_for("the server to log its mx address", || {
+    let addrs = wait_for("the server to log its addresses", || {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "postern exited early with {status}: {}",
@@ -192,12 +217,19 @@ fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, SocketAddr) {
             );
         }
         let l = log.lock().ok()?;
-        l.iter().find_map(|line| {
-            let rest = line.split("listening on ").nth(1)?;
-            rest.strip_suffix(" (mx)")?.parse().ok()
-        })
+        // The "ready" line comes after every listener is bound.
+        if !l.iter().any(|line| line.contains(" ready")) {
+            return None;
+        }
+        let find = |port: &str| {
+            l.iter().find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                rest.strip_suffix(&format!(" ({port})"))?.parse::<SocketAddr>().ok()
+            })
+        };
+        Some([find("mx")?, find("submission")?, find("submissions")?])
     });
-    (child, log, addr)
+    (child, log, addrs)
 }
 
 /// Runs `python3 -c script` with extra environment; panics with its stderr on failure.

@@ -1,0 +1,205 @@
+//! SMTP AUTH (RFC 4954) pieces: base64, the PLAIN and LOGIN exchanges, argon2id
+//! password hashes, and the per-address limit on failed logins. Pure except
+//! for the clock passed in.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+
+/// Decodes standard base64 (with padding). `None` for anything else.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let s = s.trim().as_bytes();
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    for (i, quad) in s.chunks(4).enumerate() {
+        let last = i == s.len() / 4 - 1;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+/// Encodes standard base64 with padding.
+pub fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Why a SASL response was not usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslError {
+    /// Not base64: 501.
+    Base64,
+    /// Base64, but not the shape the mechanism wants: 501.
+    Malformed,
+}
+
+/// Splits a decoded PLAIN response `authzid NUL authcid NUL password` into
+/// (login, password). An authorization identity other than the login is refused.
+///
+/// # Errors
+/// [`SaslError`] when the response is not of that shape.
+pub fn parse_plain(response: &str) -> Result<(String, String), SaslError> {
+    let bytes = base64_decode(response).ok_or(SaslError::Base64)?;
+    let text = String::from_utf8(bytes).map_err(|_| SaslError::Malformed)?;
+    let mut parts = text.split('\0');
+    let (Some(authz), Some(login), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslError::Malformed);
+    };
+    if login.is_empty() || (!authz.is_empty() && authz != login) {
+        return Err(SaslError::Malformed);
+    }
+    Ok((login.to_string(), password.to_string()))
+}
+
+/// Decodes one LOGIN step (a user name or a password).
+///
+/// # Errors
+/// [`SaslError`] when it is not base64 of UTF-8 text.
+pub fn parse_login_step(response: &str) -> Result<String, SaslError> {
+    let bytes = base64_decode(response).ok_or(SaslError::Base64)?;
+    String::from_utf8(bytes).map_err(|_| SaslError::Malformed)
+}
+
+/// Hashes a password into an argon2id PHC string for the config.
+///
+/// # Errors
+/// When the system cannot provide a random salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Checks `password` against an argon2id PHC string. Slow on purpose: run it
+/// off the executor.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+}
+
+/// Counts failed logins per client address in a sliding window; past the
+/// limit the address is refused until its failures age out.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    limit: usize,
+    window: Duration,
+    failures: HashMap<IpAddr, Vec<Instant>>,
+}
+
+impl FailureLimiter {
+    /// At most `limit` failures per `window` for one address.
+    pub fn new(limit: usize, window: Duration) -> FailureLimiter {
+        FailureLimiter { limit, window, failures: HashMap::new() }
+    }
+
+    /// True when `ip` may try to log in at `now`.
+    pub fn allowed(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.prune(now);
+        self.failures.get(&ip).is_none_or(|f| f.len() < self.limit)
+    }
+
+    /// Records a failure; returns true when this one reached the limit.
+    pub fn fail(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.prune(now);
+        let list = self.failures.entry(ip).or_default();
+        list.push(now);
+        list.len() >= self.limit
+    }
+
+    fn prune(&mut self, now: Instant) {
+        let window = self.window;
+        self.failures.retain(|_, list| {
+            list.retain(|t| now.duration_since(*t) < window);
+            !list.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_and_refuses_junk() {
+        for (plain, enc) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("\0alice\0pw", "AGFsaWNlAHB3")]
+        {
+            assert_eq!(base64_encode(plain.as_bytes()), enc);
+            assert_eq!(base64_decode(enc).as_deref(), Some(plain.as_bytes()));
+        }
+        for junk in ["Zg=", "Z===", "Zg==Zg==", "Zm9v!", "****"] {
+            assert_eq!(base64_decode(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn plain_responses() {
+        let enc = |s: &str| base64_encode(s.as_bytes());
+        assert_eq!(
+            parse_plain(&enc("\0alice@example.com\0pw")),
+            Ok(("alice@example.com".into(), "pw".into()))
+        );
+        assert_eq!(parse_plain(&enc("alice\0alice\0pw")), Ok(("alice".into(), "pw".into())));
+        assert_eq!(parse_plain(&enc("bob\0alice\0pw")), Err(SaslError::Malformed));
+        assert_eq!(parse_plain(&enc("alice\0pw")), Err(SaslError::Malformed));
+        assert_eq!(parse_plain(&enc("\0\0pw")), Err(SaslError::Malformed));
+        assert_eq!(parse_plain("not base64!"), Err(SaslError::Base64));
+    }
+
+    #[test]
+    fn hashes_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn limiter_blocks_after_the_limit_and_forgets_with_time() {
+        let mut l = FailureLimiter::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!l.fail(ip, t0));
+        assert!(!l.fail(ip, t0));
+        assert!(l.fail(ip, t0));
+        assert!(!l.allowed(ip, t0 + Duration::from_secs(1)));
+        assert!(l.allowed(other, t0));
+        assert!(l.allowed(ip, t0 + Duration::from_secs(61)));
+    }
+}

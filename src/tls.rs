@@ -1,0 +1,152 @@
+//! TLS: the rustls server config, built from the configured PEM files or from a
+//! self-signed certificate generated once into the data dir. The only module
+//! that reads key files.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::ring::default_provider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// Why the TLS config could not be built; names the file at fault.
+#[derive(Debug)]
+pub struct TlsError(String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// What a connection negotiated, for the Received header and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// Such as `TLSv1.3`.
+    pub version: String,
+    /// Such as `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+impl TlsInfo {
+    /// Reads the negotiated parameters from a finished handshake.
+    pub fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            Some(other) => format!("{other:?}"),
+            None => "unknown".to_string(),
+        };
+        let cipher =
+            conn.negotiated_cipher_suite().map_or("unknown".to_string(), |c| format!("{:?}", c.suite()));
+        TlsInfo { version, cipher }
+    }
+}
+
+/// Where the generated certificate and key live.
+fn generated_paths(config: &Config) -> (PathBuf, PathBuf) {
+    let dir = config.data_dir.join("tls");
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// Loads the server config: the configured files, or the self-signed
+/// certificate in the data dir (made on first use). Logs the certificate's
+/// SHA-256 fingerprint so clients can pin it.
+///
+/// # Errors
+/// When a file cannot be read, holds no certificate or key, the key does not
+/// match the certificate, or the generated pair cannot be written.
+pub fn load(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let (c, k) = generated_paths(config);
+            if !c.exists() || !k.exists() {
+                generate(&config.hostname, &c, &k)?;
+            }
+            (c, k)
+        }
+    };
+    let (chain, key) = read_pair(&cert_path, &key_path)?;
+    let fingerprint = fingerprint(&chain[0]);
+    let server = server_config(chain, key)
+        .map_err(|e| TlsError(format!("{} and {}: {e}", cert_path.display(), key_path.display())))?;
+    log::info!("TLS certificate {} sha256 fingerprint {fingerprint}", cert_path.display());
+    Ok(server)
+}
+
+/// Checks the configured certificate and key without starting anything.
+///
+/// # Errors
+/// As [`load`], for configured files only.
+pub fn check(config: &Config) -> Result<(), TlsError> {
+    if let (Some(c), Some(k)) = (&config.tls.cert, &config.tls.key) {
+        let (chain, key) = read_pair(c, k)?;
+        server_config(chain, key)
+            .map_err(|e| TlsError(format!("{} and {}: {e}", c.display(), k.display())))?;
+    }
+    Ok(())
+}
+
+fn read_pair(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| TlsError(format!("tls.cert {}: {e}", cert_path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError(format!("tls.cert {}: {e}", cert_path.display())))?;
+    if chain.is_empty() {
+        return Err(TlsError(format!("tls.cert {}: no certificate in the file", cert_path.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| TlsError(format!("tls.key {}: {e}", key_path.display())))?;
+    Ok((chain, key))
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    // TLS 1.2 and 1.3 only, with rustls's safe cipher suites.
+    let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+/// Makes a self-signed certificate for `hostname`; the key file is private.
+fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let pair = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
+        .map_err(|e| TlsError(format!("cannot generate a certificate: {e}")))?;
+    let dir = cert_path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| TlsError(format!("{}: {e}", dir.display())))?;
+    let write = |path: &Path, text: &str, mode: u32| -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write(key_path, &pair.signing_key.serialize_pem(), 0o600)
+        .and_then(|()| write(cert_path, &pair.cert.pem(), 0o644))
+        .map_err(|e| TlsError(format!("cannot write the generated certificate in {}: {e}", dir.display())))?;
+    log::info!("generated a self-signed certificate for {hostname} in {}", dir.display());
+    Ok(())
+}
+
+/// The SHA-256 fingerprint of a certificate, as colon-separated hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
