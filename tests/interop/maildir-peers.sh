@@ -5,30 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need=()
-command -v swaks >/dev/null || need+=(swaks)
-[ -x /usr/lib/dovecot/imap ] && command -v doveadm >/dev/null || need+=(dovecot-imapd)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"
-  apt-get update -qq
-  # The postinst may try to start the dovecot service and be refused: harmless.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-cargo build --quiet
-bin=target/debug/postern
-T=$(mktemp -d)
-pid=
-D=
-cleanup() {
-  rc=$?
-  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$T" ${D:+"$D"}
-  exit "$rc"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*"; echo "--- postern log"; cat "$T/log" || true; exit 1; }
+. tests/interop/lib.sh
+install swaks dovecot-imapd
 
 cat > "$T/postern.toml" <<TOML
 hostname = "mx.interop.example"
@@ -44,21 +22,8 @@ trusted_networks = ["10.0.0.0/8"]
 users = { alice = "" }
 TOML
 
-RUST_LOG=info "$bin" serve --config "$T/postern.toml" 2>"$T/log" &
-pid=$!
-
-# Poll for the bound address, with a deadline.
-port=
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (mx).*/\1/p' "$T/log" | head -1)
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "postern exited"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "postern did not log its address"
-
-passed=0
-check() { passed=$((passed + 1)); echo "ok: $*"; }
+start_postern
+port=$(port mx)
 
 # 1. swaks, plain and pipelined.
 swaks --server "127.0.0.1:$port" --from sender@remote.example --to alice@example.com \
@@ -81,15 +46,12 @@ check "swaks relay attempt refused with 554 5.7.1"
 
 # 2. Wait for both deliveries.
 md="$T/mail/example.com/alice"
-for _ in $(seq 1 300); do
-  [ "$(ls "$md/new" 2>/dev/null | wc -l)" -ge 2 ] && break
-  sleep 0.1
-done
+wait_files "$md/new" 2
 [ "$(ls "$md/new" | wc -l)" -eq 2 ] || fail "expected 2 files in $md/new"
 check "two messages in the Maildir"
 
 # 3. Dovecot's IMAP process over a copy of the Maildir (it refuses to run as root).
-D=$(mktemp -d); chmod 755 "$D"; cp -r "$md" "$D/md"; chown -R nobody:nogroup "$D"
+D="$T/dovecot"; mkdir "$D"; cp -r "$md" "$D/md"; chown -R nobody:nogroup "$D"
 printf 'a SELECT INBOX\r\nb FETCH 1:* (FLAGS BODY.PEEK[])\r\nc LOGOUT\r\n' |
   runuser -u nobody -- env USER=nobody HOME="$D" /usr/lib/dovecot/imap -o mail_location=maildir:"$D/md" >"$T/imap" 2>&1
 grep -q '^\* 2 EXISTS' "$T/imap" || fail "imap: $(cat "$T/imap")"
