@@ -332,3 +332,58 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     assert_ne!(fps[0].split("fingerprint ").nth(1), fps[1].split("fingerprint ").nth(1));
     assert!(open.cmd("NOOP").starts_with("250"), "the open session survives the reload");
 }
+
+#[test]
+fn passwd_asks_twice_on_a_terminal_without_echo_and_prints_a_hash_that_verifies() {
+    let script = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "passwd", "alice@example.com"])
+out = b""
+def read_until(token):
+    global out
+    deadline = time.monotonic() + 20
+    while token not in out and time.monotonic() < deadline:
+        try:
+            out += os.read(fd, 1024)
+        except OSError:
+            break
+read_until(b"Password for alice@example.com: ")
+os.write(fd, b"tty-secret\n")
+read_until(b"Again: ")
+os.write(fd, b"tty-secret\n")
+read_until(b"$argon2id$")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_postern")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("tty-secret"), "the password was echoed: {text}");
+    let hash = text
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash in {text}"));
+    assert!(postern::auth::verify_password("tty-secret", hash));
+    // Two different answers are refused.
+    let mismatch = script.replace(
+        "os.write(fd, b\"tty-secret\\n\")\nread_until(b\"$argon2id$\")",
+        "os.write(fd, b\"other\\n\")\nread_until(b\"differ\")",
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &mismatch, env!("CARGO_BIN_EXE_postern")])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the passwords differ"));
+}
