@@ -128,12 +128,13 @@ impl Accounts {
     }
 
     /// True when `local` (less any `+tag`) is a user or alias of `domain`
-    /// itself, not something only a catch-all would take.
+    /// itself, not something only a catch-all (or the implicit postmaster)
+    /// would take.
     fn names(&self, local: &str, domain: &Domain) -> bool {
         let Some(d) = self.domains.get(domain) else { return false };
         let lower = local.to_lowercase();
         let name = lower.split_once('+').map_or(lower.as_str(), |(base, _)| base);
-        d.users.contains_key(name) || d.aliases.contains_key(name) || name == "postmaster"
+        d.users.contains_key(name) || d.aliases.contains_key(name)
     }
 
     /// Where mail for `addr` goes. `user+tag` is looked up as `user`;

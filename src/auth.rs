@@ -111,40 +111,67 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
 }
 
-/// Counts failed logins per client address in a sliding window; past the
-/// limit the address is refused until its failures age out.
+/// Counts failed logins per client in a sliding window; past the limit the
+/// client is refused until its failures age out. Logins still being checked
+/// count too, so parallel connections cannot get more guesses in. IPv6
+/// clients are counted per /64, since one host usually holds a whole /64.
 #[derive(Debug)]
 pub struct FailureLimiter {
     limit: usize,
     window: Duration,
-    failures: HashMap<IpAddr, Vec<Instant>>,
+    clients: HashMap<IpAddr, Client>,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    failures: Vec<Instant>,
+    pending: usize,
+}
+
+/// The address a client is counted under.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
 impl FailureLimiter {
-    /// At most `limit` failures per `window` for one address.
+    /// At most `limit` failures per `window` for one client.
     pub fn new(limit: usize, window: Duration) -> FailureLimiter {
-        FailureLimiter { limit, window, failures: HashMap::new() }
+        FailureLimiter { limit, window, clients: HashMap::new() }
     }
 
-    /// True when `ip` may try to log in at `now`.
-    pub fn allowed(&mut self, ip: IpAddr, now: Instant) -> bool {
+    /// Starts a login check for `ip`; false when the client has used up its
+    /// tries. Every `true` must be followed by one [`FailureLimiter::end`].
+    pub fn begin(&mut self, ip: IpAddr, now: Instant) -> bool {
         self.prune(now);
-        self.failures.get(&ip).is_none_or(|f| f.len() < self.limit)
+        let c = self.clients.entry(client_key(ip)).or_default();
+        if c.failures.len() + c.pending >= self.limit {
+            return false;
+        }
+        c.pending += 1;
+        true
     }
 
-    /// Records a failure; returns true when this one reached the limit.
-    pub fn fail(&mut self, ip: IpAddr, now: Instant) -> bool {
-        self.prune(now);
-        let list = self.failures.entry(ip).or_default();
-        list.push(now);
-        list.len() >= self.limit
+    /// Ends a login check; returns true when the client has now reached the limit.
+    pub fn end(&mut self, ip: IpAddr, now: Instant, failed: bool) -> bool {
+        let c = self.clients.entry(client_key(ip)).or_default();
+        c.pending = c.pending.saturating_sub(1);
+        if failed {
+            c.failures.push(now);
+        }
+        c.failures.len() >= self.limit
     }
 
     fn prune(&mut self, now: Instant) {
         let window = self.window;
-        self.failures.retain(|_, list| {
-            list.retain(|t| now.duration_since(*t) < window);
-            !list.is_empty()
+        self.clients.retain(|_, c| {
+            c.failures.retain(|t| now.duration_since(*t) < window);
+            !c.failures.is_empty() || c.pending > 0
         });
     }
 }
@@ -195,11 +222,36 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
-        assert!(!l.fail(ip, t0));
-        assert!(!l.fail(ip, t0));
-        assert!(l.fail(ip, t0));
-        assert!(!l.allowed(ip, t0 + Duration::from_secs(1)));
-        assert!(l.allowed(other, t0));
-        assert!(l.allowed(ip, t0 + Duration::from_secs(61)));
+        for _ in 0..2 {
+            assert!(l.begin(ip, t0));
+            assert!(!l.end(ip, t0, true));
+        }
+        assert!(l.begin(ip, t0));
+        assert!(l.end(ip, t0, true));
+        assert!(!l.begin(ip, t0 + Duration::from_secs(1)));
+        assert!(l.begin(other, t0));
+        assert!(l.begin(ip, t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn checks_in_flight_count_against_the_limit() {
+        let mut l = FailureLimiter::new(3, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(l.begin(ip, t0) && l.begin(ip, t0) && l.begin(ip, t0));
+        assert!(!l.begin(ip, t0), "a fourth parallel guess is refused");
+        assert!(!l.end(ip, t0, false), "a success does not count");
+        assert!(l.begin(ip, t0));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let mut l = FailureLimiter::new(1, Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(l.begin("2001:db8:1:2::1".parse().unwrap(), t0));
+        l.end("2001:db8:1:2::1".parse().unwrap(), t0, true);
+        assert!(!l.begin("2001:db8:1:2:ffff::9".parse().unwrap(), t0));
+        assert!(l.begin("2001:db8:1:3::1".parse().unwrap(), t0));
+        assert_eq!(client_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }

@@ -35,12 +35,29 @@ const TOP_KEYS: &[&str] = &[
     "domains",
     "queue",
     "limits",
+    "outbound",
 ];
 const LISTEN_KEYS: &[&str] = &["mx", "submission", "submissions"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 const RELAY_KEYS: &[&str] = &["trusted_networks"];
 const DOMAIN_KEYS: &[&str] = &["users", "aliases", "catch_all", "send_as"];
 const QUEUE_KEYS: &[&str] = &["retry_first", "retry_max", "lifetime", "delay_notice"];
+const OUTBOUND_KEYS: &[&str] = &[
+    "relay",
+    "tls",
+    "username",
+    "password_file",
+    "domains",
+    "nameservers",
+    "prefer",
+    "mx_port",
+    "ca_file",
+    "max_concurrent",
+    "connect_timeout",
+    "command_timeout",
+    "data_timeout",
+];
+const SMARTHOST_KEYS: &[&str] = &["relay", "tls", "username", "password_file"];
 const LIMIT_KEYS: &[&str] = &[
     "max_message_size",
     "max_recipients",
@@ -78,6 +95,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[limits]`: sizes, counts and timeouts.
     pub limits: Limits,
+    /// `[outbound]`: MX delivery or a smarthost.
+    pub outbound: Outbound,
 }
 
 /// Addresses to listen on. An empty list turns that listener off.
@@ -131,6 +150,56 @@ pub struct DomainConfig {
     /// own and the aliases that reach them. A pattern is a full address,
     /// `*@domain`, or `*` for any sender.
     pub send_as: Vec<(String, Vec<String>)>,
+}
+
+/// How mail for other domains leaves: straight to the recipient's MX, or
+/// through a smarthost (a provider's submission server).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// The smarthost for every other domain; `None`: deliver to the MX.
+    pub relay: Option<Smarthost>,
+    /// Smarthosts for particular destination domains, which win over `relay`.
+    pub domains: Vec<(String, Smarthost)>,
+    /// DNS servers for MX lookups; empty: those of /etc/resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    /// Which address family to try first: "ipv4", "ipv6" or "any".
+    pub prefer: String,
+    /// The port MX hosts are reached on (25; another only for tests and odd networks).
+    pub mx_port: u16,
+    /// More certificates to trust for smarthosts, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Outbound connections at once.
+    pub max_concurrent: usize,
+    /// Time to connect and get the greeting.
+    pub connect_timeout: Duration,
+    /// Time for each command's reply (RFC 5321 4.5.3.2: 5 minutes).
+    pub command_timeout: Duration,
+    /// Time for the reply to the final dot (RFC 5321 4.5.3.2.6: 10 minutes).
+    pub data_timeout: Duration,
+}
+
+/// A smarthost: where to hand mail, how to protect it, and who we are there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Smarthost {
+    /// Host name or address.
+    pub host: String,
+    /// Port: 465 or 587 usually.
+    pub port: u16,
+    /// TLS from the first byte, or STARTTLS; never plaintext.
+    pub tls: SmarthostTls,
+    /// Login name, when the smarthost wants AUTH.
+    pub username: Option<String>,
+    /// File holding the password (first line); must not be world-readable.
+    pub password_file: Option<PathBuf>,
+}
+
+/// How TLS starts on a smarthost connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmarthostTls {
+    /// Port 465 style (RFC 8314).
+    Implicit,
+    /// Port 587 style (RFC 3207); refused if the server does not offer it.
+    StartTls,
 }
 
 /// Retry and expiry schedule of the queue.
@@ -219,6 +288,23 @@ impl Default for Relay {
     }
 }
 
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            relay: None,
+            domains: Vec::new(),
+            nameservers: Vec::new(),
+            prefer: "ipv4".to_string(),
+            mx_port: 25,
+            ca_file: None,
+            max_concurrent: 10,
+            connect_timeout: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
@@ -296,6 +382,7 @@ impl Config {
         let primary_domain = read_primary_domain(&r, &root, &domains)?;
         let queue = read_queue(&r, &root)?;
         let limits = read_limits(&r, &root)?;
+        let outbound = read_outbound(&r, &root)?;
         Ok(Config {
             source: source.to_string(),
             hostname,
@@ -308,6 +395,7 @@ impl Config {
             domains,
             queue,
             limits,
+            outbound,
         })
     }
 
@@ -1079,6 +1167,99 @@ fn read_queue(r: &Reader<'_>, root: &Section<'_>) -> Result<QueueConfig, ConfigE
         return Err(r.at(culprit, problem));
     }
     Ok(queue)
+}
+
+fn read_outbound(r: &Reader<'_>, root: &Section<'_>) -> Result<Outbound, ConfigError> {
+    let mut out = Outbound::default();
+    let Some(item) = root.get("outbound") else {
+        return Ok(out);
+    };
+    let s = r.section(&item, OUTBOUND_KEYS)?;
+    out.relay = read_smarthost(r, &s)?;
+    if out.relay.is_none() {
+        for key in ["tls", "username", "password_file"] {
+            if let Some(item) = s.get(key) {
+                return Err(r.at_key(&item, format!("`{key}` needs `relay`, the smarthost it is for")));
+            }
+        }
+    }
+    if let Some(item) = s.get("domains") {
+        for (domain, item) in r.table(&item)?.entries() {
+            let name = dns_name(domain).map_err(|problem| r.at_key(&item, problem))?;
+            let section = r.section(&item, SMARTHOST_KEYS)?;
+            match read_smarthost(r, &section)? {
+                Some(host) => out.domains.push((name, host)),
+                None => return Err(r.at(&item, "needs `relay = \"host:port\"`")),
+            }
+        }
+    }
+    if let Some(item) = s.get("nameservers") {
+        for element in r.array(&item)? {
+            out.nameservers.push(r.parsed(&element, |s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| format!("`{s}` is not an IP address (optionally with :port)"))
+            })?);
+        }
+    }
+    r.set(&s, "prefer", &mut out.prefer, |r, item| {
+        r.parsed(item, |v| match v {
+            "ipv4" | "ipv6" | "any" => Ok(v.to_string()),
+            _ => Err(format!("`{v}` is not one of \"ipv4\", \"ipv6\", \"any\"")),
+        })
+    })?;
+    r.set(&s, "mx_port", &mut out.mx_port, Reader::count)?;
+    if let Some(item) = s.get("ca_file") {
+        out.ca_file = Some(r.path(&item)?);
+    }
+    r.set(&s, "max_concurrent", &mut out.max_concurrent, Reader::count)?;
+    r.set(&s, "connect_timeout", &mut out.connect_timeout, Reader::duration)?;
+    r.set(&s, "command_timeout", &mut out.command_timeout, Reader::duration)?;
+    r.set(&s, "data_timeout", &mut out.data_timeout, Reader::duration)?;
+    Ok(out)
+}
+
+/// `relay`, `tls`, `username` and `password_file` of a section, if it has `relay`.
+fn read_smarthost(r: &Reader<'_>, s: &Section<'_>) -> Result<Option<Smarthost>, ConfigError> {
+    let Some(item) = s.get("relay") else {
+        return Ok(None);
+    };
+    let (host, port) = r.parsed(&item, |v| {
+        let (host, port) = v
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{v}` needs a port, like \"smtp.provider.net:465\""))?;
+        let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().is_err() {
+            dns_name(host)?;
+        }
+        Ok((host.to_lowercase(), port))
+    })?;
+    let tls = match s.get("tls") {
+        Some(item) => r.parsed(&item, |v| match v {
+            "implicit" => Ok(SmarthostTls::Implicit),
+            "starttls" => Ok(SmarthostTls::StartTls),
+            _ => Err(format!(
+                "`{v}` is not \"implicit\" (port 465) or \"starttls\" (port 587); plaintext is not offered"
+            )),
+        })?,
+        None if port == 465 => SmarthostTls::Implicit,
+        None => SmarthostTls::StartTls,
+    };
+    let username = match s.get("username") {
+        Some(item) => Some(r.string(&item)?.to_string()),
+        None => None,
+    };
+    let password_file = match s.get("password_file") {
+        Some(item) => Some(r.path(&item)?),
+        None => None,
+    };
+    match (&username, &password_file) {
+        (Some(_), None) => return Err(r.at(&item, "`username` is set but `password_file` is not")),
+        (None, Some(_)) => return Err(r.at(&item, "`password_file` is set but `username` is not")),
+        _ => {}
+    }
+    Ok(Some(Smarthost { host, port, tls, username, password_file }))
 }
 
 fn read_limits(r: &Reader<'_>, root: &Section<'_>) -> Result<Limits, ConfigError> {

@@ -7,7 +7,9 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod deliver;
+pub mod dns;
 pub mod envelope;
 pub mod message;
 pub mod queue;
@@ -48,6 +50,10 @@ pub fn run(config: Config) -> std::io::Result<()> {
     })?;
     let queue = Arc::new(queue::Queue::open(&settings).map_err(std::io::Error::other)?);
     let tls = tls::load(&settings.config).map_err(std::io::Error::other)?;
+    let client = Arc::new(
+        deliver::remote::Client::new(&settings.config.hostname, &settings.config.outbound)
+            .map_err(std::io::Error::other)?,
+    );
     let shared: queue::SharedSettings = Arc::new(RwLock::new(Arc::new(settings)));
     let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
@@ -58,12 +64,14 @@ pub fn run(config: Config) -> std::io::Result<()> {
             .spawn(move || smol::block_on(ex.run(smol::future::pending::<()>())))?;
     }
     let server = server::Server::new(Arc::clone(&shared), Arc::clone(&queue), tls);
+    let control = control::listen(&shared.read().unwrap_or_else(|p| p.into_inner()).config.data_dir)?;
     smol::block_on(ex.run(async {
         let listeners = server.bind().await?;
         for (listener, port) in listeners {
             ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
-        ex.spawn(queue.run(Arc::clone(&shared))).detach();
+        ex.spawn(Arc::clone(&queue).run(Arc::clone(&shared), client, Arc::clone(&ex))).detach();
+        ex.spawn(control::serve(control, Arc::clone(&queue), Arc::clone(&shared))).detach();
         ex.spawn(reload_on_sighup(Arc::clone(&server), shared)).detach();
         log::info!("postern {} ready", env!("CARGO_PKG_VERSION"));
         smol::future::pending::<std::io::Result<()>>().await

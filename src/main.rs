@@ -9,6 +9,8 @@ const USAGE: &str = "usage:
   postern serve [--config PATH | --default-config]   run the server
   postern check-config [--config PATH]                 check a config file and exit
   postern passwd USER@DOMAIN [--stdin]                 print an argon2id hash for the config
+  postern queue [--config PATH] list | show ID | retry ID|--all | delete ID | bounce ID
+  mailq                                                the same as `postern queue list`
 
 The config defaults to /etc/postern/postern.toml. --default-config runs on the
 built-in development config: ports 2525/2587/2465 on 127.0.0.1, data under ./data.";
@@ -51,7 +53,12 @@ fn load(source: &Source) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    args.remove(0);
+    if program == "mailq" {
+        args.insert(0, "queue".into());
+    }
     let Some(cmd) = args.first() else {
         eprintln!("{USAGE}");
         return ExitCode::from(EX_USAGE);
@@ -78,6 +85,10 @@ fn main() -> ExitCode {
                     eprintln!("postern: {}: {e}", config.source);
                     return ExitCode::from(EX_CONFIG);
                 }
+                if let Err(e) = postern::deliver::remote::check(&config.hostname, &config.outbound) {
+                    eprintln!("postern: {}: outbound: {e}", config.source);
+                    return ExitCode::from(EX_CONFIG);
+                }
                 println!("{}: OK", config.source);
                 return ExitCode::SUCCESS;
             }
@@ -91,6 +102,7 @@ fn main() -> ExitCode {
             }
         }
         "passwd" => passwd(rest),
+        "queue" => queue(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -182,13 +194,78 @@ fn read_hidden(prompt: &str) -> std::io::Result<String> {
     let saved = tcgetattr(&stdin)?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
+    // Echo goes off before the prompt shows, so nothing typed early is echoed.
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
-    tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
     let mut line = String::new();
     let read = stdin.read_line(&mut line);
     tcsetattr(&stdin, OptionalActions::Now, &saved)?;
     eprintln!();
     read?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `postern queue ...`: asks the running server, or works on the store
+/// directly when none runs.
+fn queue(args: &[String]) -> ExitCode {
+    let mut config_path = PathBuf::from(DEFAULT_CONFIG);
+    let mut words: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "-c" => match it.next() {
+                Some(p) => config_path = PathBuf::from(p),
+                None => {
+                    eprintln!("postern: --config needs a path");
+                    return ExitCode::from(EX_USAGE);
+                }
+            },
+            w => words.push(w),
+        }
+    }
+    let cmd = match postern::queue::admin::Command::parse(&words) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match postern::control::request(&config.data_dir, &cmd) {
+        Ok(Some(out)) => {
+            print!("{out}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(EX_DATAERR);
+        }
+    }
+    // No server: open the store here (its lock keeps a server from starting meanwhile).
+    let settings = postern::Settings::new(config);
+    let queue = match postern::queue::Queue::open(&settings) {
+        Ok(q) => std::sync::Arc::new(q),
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    match smol::block_on(postern::queue::admin::run(&queue, &settings, &cmd)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(EX_DATAERR)
+        }
+    }
 }

@@ -79,7 +79,7 @@ pub fn received(t: &Trace<'_>) -> String {
     }
     format!(
         "Received: from {} ([{}])\r\n\tby {} (Postern) with {} id {};\r\n\t{}{}\r\n",
-        t.helo,
+        helo_for_header(t.helo),
         ip,
         t.hostname,
         t.protocol,
@@ -87,6 +87,24 @@ pub fn received(t: &Trace<'_>) -> String {
         rfc5322_date(t.when),
         comments
     )
+}
+
+/// The EHLO name as written in a Received header: as given when it is a
+/// domain or an address literal, else `unknown (helo=...)` with anything that
+/// could unbalance a comment or is not plain ASCII escaped.
+fn helo_for_header(helo: &str) -> String {
+    if crate::envelope::Domain::parse(helo).is_ok() && helo.is_ascii() {
+        return helo.to_string();
+    }
+    let escaped: String = helo
+        .chars()
+        .map(|c| match c {
+            '(' | ')' | '\\' | '"' => format!("\\{c}"),
+            c if c.is_ascii_graphic() => c.to_string(),
+            c => format!("\\u{{{:x}}}", c as u32),
+        })
+        .collect();
+    format!("unknown (helo={escaped})")
 }
 
 /// Watches the header section of a message as it streams past and notes the
@@ -120,16 +138,22 @@ impl HeaderScan {
 
     fn end_line(&mut self) {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-        if line.is_empty() {
+        if line.is_empty() || line.iter().all(|&c| c == b' ' || c == b'\t') {
+            // The blank line, or one a parser may take for it.
             self.done = true;
         } else if line[0] != b' ' && line[0] != b'\t' {
-            let name = line.split(|&c| c == b':').next().unwrap_or(&[]);
-            let name = name.trim_ascii_end();
-            match name {
-                b"date" => self.date = true,
-                b"message-id" => self.message_id = true,
-                b"received" => self.received += 1,
-                _ => {}
+            match line.iter().position(|&c| c == b':') {
+                Some(colon) => match line[..colon].trim_ascii_end() {
+                    b"date" => self.date = true,
+                    b"message-id" => self.message_id = true,
+                    b"received" => self.received += 1,
+                    _ => {}
+                },
+                // Not a field (an mbox "From " line, say): the body has begun
+                // for some parsers, so stop looking.
+                None if self.line.len() < 16 => self.done = true,
+                // A name longer than what is kept: a field we do not care about.
+                None => {}
             }
         }
         self.line.clear();
@@ -188,6 +212,23 @@ mod tests {
             s.feed(&[*b]);
         }
         assert!(s.date && !s.message_id);
+    }
+
+    #[test]
+    fn odd_helo_names_are_escaped_in_received() {
+        assert_eq!(helo_for_header("mail.example.org"), "mail.example.org");
+        assert_eq!(helo_for_header("[192.0.2.1]"), "[192.0.2.1]");
+        assert_eq!(helo_for_header("evil(by.fake;é"), "unknown (helo=evil\\(by.fake;\\u{e9})");
+    }
+
+    #[test]
+    fn header_scan_stops_at_lines_a_parser_may_take_for_the_end() {
+        let mut s = HeaderScan::default();
+        s.feed(b"Subject: a\r\n \r\nDate: x\r\n\r\n");
+        assert!(!s.date);
+        let mut s = HeaderScan::default();
+        s.feed(b"From someone\r\nMessage-ID: <x@y>\r\n\r\n");
+        assert!(!s.message_id);
     }
 
     #[test]

@@ -41,6 +41,10 @@ const CHUNK: usize = 256 * 1024;
 /// How much is read from a socket at once.
 const READ_SIZE: usize = 16 * 1024;
 
+/// A message that already passed this many servers is in a loop (RFC 5321
+/// 6.3); with ours it would have more than 50 Received headers.
+const MAX_RECEIVED: usize = 50;
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,6 +57,13 @@ const AUTH_FAILURES_PER_MINUTE: usize = 10;
 
 /// Password checks running at once: argon2id takes 19 MiB and a core each.
 const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
+
+/// How long a login waits for a free password check before `454`.
+const VERIFY_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest line on a submission port inside TLS, where AUTH may carry a
+/// long response (RFC 4954 4: 12288 octets).
+const MAX_AUTH_LINE: usize = 12288;
 
 /// The bytes of a connection, before or after TLS.
 enum Io {
@@ -279,53 +290,79 @@ impl Server {
     }
 
     /// Checks credentials for `session`'s client; off the executor, at most a
-    /// few at once, never faster than [`AUTH_FAILURE_DELAY`] when wrong.
-    /// `Err` carries the `421` that ends the session when the client has
-    /// failed too often.
-    async fn authenticate(
-        &self,
-        session: &Session,
-        login: &str,
-        password: String,
-    ) -> Result<Option<Login>, Reply> {
+    /// few at once, never faster than [`AUTH_FAILURE_DELAY`] when wrong. An
+    /// unknown user costs the same hash check as a wrong password, so the time
+    /// taken says nothing about which names exist.
+    async fn authenticate(&self, session: &Session, login: &str, password: String) -> AuthOutcome {
         let ip = session.client_ip();
-        let hostname = || self.settings().config.hostname.clone();
         let shown = login.escape_debug().to_string();
-        if !self.auth_failures.lock().unwrap_or_else(|p| p.into_inner()).allowed(ip, Instant::now()) {
+        let limiter = || self.auth_failures.lock().unwrap_or_else(|p| p.into_inner());
+        if !limiter().begin(ip, Instant::now()) {
             log::warn!("auth refused: too many failures client=[{ip}] login=\"{shown}\"");
-            return Err(reply::too_many_auth_failures(&hostname()));
+            return AuthOutcome::Blocked;
         }
         let start = Instant::now();
         let settings = self.settings();
         let found = settings.accounts.login(login).map(|(l, h)| (l, h.to_string()));
-        let verified = match found {
-            Some((who, hash)) => {
-                let _permit = self.verifying.acquire().await;
-                smol::unblock(move || verify_password(&password, &hash).then_some(who)).await
-            }
-            None => None,
+        let slot = async { Some(self.verifying.acquire().await) }.or(async {
+            Timer::after(VERIFY_QUEUE_TIMEOUT).await;
+            None
+        });
+        let Some(_permit) = slot.await else {
+            limiter().end(ip, Instant::now(), false);
+            log::warn!("auth deferred: too many logins being checked client=[{ip}]");
+            return AuthOutcome::Busy;
         };
+        let verified = smol::unblock(move || match found {
+            Some((who, hash)) => verify_password(&password, &hash).then_some(who),
+            None => {
+                verify_password(&password, dummy_hash());
+                None
+            }
+        })
+        .await;
         if let Some(who) = verified {
+            limiter().end(ip, Instant::now(), false);
             log::info!(
                 "auth ok client=[{ip}] login={}@{} port={}",
                 who.user,
                 who.domain,
                 session.port().name()
             );
-            return Ok(Some(who));
+            return AuthOutcome::Ok(who);
         }
-        let limit_reached =
-            self.auth_failures.lock().unwrap_or_else(|p| p.into_inner()).fail(ip, Instant::now());
+        let limit_reached = limiter().end(ip, Instant::now(), true);
         if let Some(rest) = AUTH_FAILURE_DELAY.checked_sub(start.elapsed()) {
             Timer::after(rest).await;
         }
         log::warn!("auth failed client=[{ip}] login=\"{shown}\" port={}", session.port().name());
         if limit_reached {
             log::warn!("auth refused: too many failures client=[{ip}] login=\"{shown}\"");
-            return Err(reply::too_many_auth_failures(&hostname()));
+            return AuthOutcome::Blocked;
         }
-        Ok(None)
+        AuthOutcome::Wrong
     }
+}
+
+/// What a login check came to.
+enum AuthOutcome {
+    /// The password is right.
+    Ok(Login),
+    /// Wrong user or password: `535`.
+    Wrong,
+    /// Too many logins are being checked right now: `454`, try again.
+    Busy,
+    /// The client has failed too often: `421` and close.
+    Blocked,
+}
+
+/// An argon2id hash of a random password, checked for unknown users.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let noise = format!("{:?}{:?}", Instant::now(), std::thread::current().id());
+        crate::auth::hash_password(&noise).unwrap_or_default()
+    })
 }
 
 /// Opens a listening socket. IPv6 sockets are IPv6-only, so `0.0.0.0:25` and
@@ -415,15 +452,15 @@ impl Conn {
         Ok(())
     }
 
-    fn next_line(&self) -> Line {
+    fn next_line(&self, max: usize) -> Line {
         let buf = self.inbuf.unread();
         match buf.iter().position(|&b| b == b'\n') {
-            Some(lf) if lf < MAX_COMMAND_LINE => {
+            Some(lf) if lf < max => {
                 let len = if lf > 0 && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
                 Line::Complete { len, used: lf + 1 }
             }
             Some(lf) => Line::TooLong { used: lf + 1, ended: true },
-            None if buf.len() >= MAX_COMMAND_LINE => Line::TooLong { used: buf.len(), ended: false },
+            None if buf.len() >= max => Line::TooLong { used: buf.len(), ended: false },
             None => Line::Partial,
         }
     }
@@ -438,7 +475,12 @@ impl Conn {
         // slowly its bytes trickle in.
         let mut deadline = Instant::now() + self.command_timeout;
         loop {
-            let action = match self.next_line() {
+            let max = if session.port().is_submission() && session.tls().is_some() {
+                MAX_AUTH_LINE
+            } else {
+                MAX_COMMAND_LINE
+            };
+            let action = match self.next_line(max) {
                 Line::Partial => {
                     // Pipelined replies go out when no further command is waiting.
                     self.flush().await?;
@@ -504,19 +546,21 @@ impl Conn {
                 }
                 Action::Authenticate { login, password } => {
                     self.flush().await?;
-                    match server.authenticate(&session, &login, password).await {
-                        Ok(who) => match session.auth_result(who) {
-                            Action::Close(r) => {
-                                r.write_to(&mut self.out);
-                                return self.flush().await;
-                            }
-                            Action::Reply(r) => r.write_to(&mut self.out),
-                            _ => {}
-                        },
-                        Err(r) => {
+                    let result = match server.authenticate(&session, &login, password).await {
+                        AuthOutcome::Ok(who) => session.auth_result(Some(who)),
+                        AuthOutcome::Wrong => session.auth_result(None),
+                        AuthOutcome::Busy => Action::Reply(reply::auth_busy()),
+                        AuthOutcome::Blocked => {
+                            Action::Close(reply::too_many_auth_failures(&settings.config.hostname))
+                        }
+                    };
+                    match result {
+                        Action::Close(r) => {
                             r.write_to(&mut self.out);
                             return self.flush().await;
                         }
+                        Action::Reply(r) => r.write_to(&mut self.out),
+                        _ => {}
                     }
                     deadline = Instant::now() + self.command_timeout;
                 }
@@ -575,6 +619,14 @@ impl Conn {
                 return Ok(r);
             }
         };
+        if headers.received >= MAX_RECEIVED {
+            discard(stored).await;
+            let _ = session.take_envelope();
+            log::info!(target: "mail", "id={id} client=[{}] status=rejected reply=\"mail loop: {} Received headers\"", session.client_ip(), headers.received);
+            return Ok(reply::mail_loop());
+        }
+        // Before the transaction ends: the protocol name depends on it.
+        let prefix = prefix(&id, session, config, &headers, arrived);
         let Some(envelope) = session.take_envelope() else {
             discard(stored).await;
             return Ok(reply::local_error());
@@ -583,7 +635,6 @@ impl Conn {
             discard(stored).await;
             return Ok(store_reply(id, e));
         }
-        let prefix = prefix(&id, session, config, &headers, arrived);
         let header_len = prefix.len() as u64;
         let now = unix_now();
         let message = Message {
@@ -593,6 +644,8 @@ impl Conn {
             size: size + header_len,
             chunks: stored + 1,
             next_attempt: now,
+            kind: crate::queue::store::Kind::Normal,
+            delay_notified: false,
             recipients: envelope
                 .recipients
                 .iter()

@@ -1,7 +1,8 @@
-//! Delivery of one queued message to its recipients. `maildir` writes local
-//! mail; remote delivery comes with the outbound SMTP client.
+//! Delivery of one queued message to its recipients: `maildir` writes local
+//! mail, `remote` speaks SMTP to other servers.
 
 pub mod maildir;
+pub mod remote;
 
 use std::fmt;
 

@@ -4,11 +4,16 @@
 //! - The committer thread owns all LMDB writes and commits whatever is waiting
 //!   in one transaction (group commit), so twenty sessions finishing DATA at
 //!   once cost one fsync'd commit, not twenty.
-//! - The runner task looks for due messages and hands each to a fixed pool of
-//!   delivery threads; file writes and fsyncs never run on the executor.
-//! - Each delivery thread writes Maildir files and then asks the committer to
-//!   record the outcome. A crash between the two causes a duplicate, never a loss.
+//! - The runner task looks for due messages and starts an attempt for each,
+//!   up to a cap. Maildir writes and fsyncs run on the blocking pool, a few at
+//!   a time; remote deliveries are async SMTP conversations.
+//! - An attempt delivers, then asks the committer to record the outcome, with
+//!   any bounce or delay notice in the same transaction. A crash between the
+//!   two causes a duplicate, never a loss.
 
+pub mod admin;
+mod attempt;
+pub mod bounce;
 pub mod schedule;
 pub mod store;
 
@@ -19,14 +24,12 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use smol::channel::{self, Receiver, Sender};
-use smol::{Timer, future::FutureExt as _};
+use smol::lock::Semaphore;
+use smol::{Executor, Timer, future::FutureExt as _};
 
 use crate::Settings;
-use crate::deliver::{DeliveryError, maildir};
-use crate::envelope::Route;
-use crate::message::delivery_headers;
-use schedule::Schedule;
-use store::{Message, QueueId, Status, Store, StoreError, Write, unix_now};
+use crate::deliver::remote::Client;
+use store::{Message, QueueId, Store, StoreError, Write, unix_now};
 
 /// The largest batch of bytes the committer puts into one transaction; bounds
 /// the memory LMDB holds for dirty pages.
@@ -63,6 +66,8 @@ pub type SharedSettings = Arc<RwLock<Arc<Settings>>>;
 /// The handle sessions and the runner use; cheap to share in an `Arc`.
 pub struct Queue {
     store: Arc<Store>,
+    /// Maildir deliveries running at once on the blocking pool.
+    local: Semaphore,
     writes: Sender<(Write, Done)>,
     events: Sender<Event>,
     events_rx: Receiver<Event>,
@@ -89,7 +94,8 @@ impl Queue {
             .spawn(move || committer(&committer_store, &rx))
             .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
         let (events, events_rx) = channel::unbounded();
-        Ok(Queue { store, writes, events, events_rx })
+        let local = Semaphore::new(config.limits.delivery_workers.max(1));
+        Ok(Queue { store, local, writes, events, events_rx })
     }
 
     /// The store, for reads.
@@ -125,55 +131,48 @@ impl Queue {
     }
 
     /// Runs the delivery loop until the process ends: looks for due messages
-    /// and hands them to `workers` delivery threads.
-    pub async fn run(self: Arc<Queue>, settings: SharedSettings) {
+    /// and runs an attempt for each as a task on `ex`, at most
+    /// `max_concurrent + delivery_workers` at once.
+    pub async fn run(
+        self: Arc<Queue>,
+        settings: SharedSettings,
+        client: Arc<Client>,
+        ex: Arc<Executor<'static>>,
+    ) {
         let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
-        let workers = current(&settings).config.limits.delivery_workers.max(1);
-        let (jobs, jobs_rx) = channel::bounded::<QueueId>(workers);
-        for n in 0..workers {
-            let queue = Arc::clone(&self);
-            let settings = Arc::clone(&settings);
-            let jobs_rx = jobs_rx.clone();
-            let spawned = thread::Builder::new().name(format!("deliver-{n}")).spawn(move || {
-                let mut rng = Jitter::new(n as u64);
-                while let Ok(id) = jobs_rx.recv_blocking() {
-                    let s = current(&settings);
-                    let attempt = std::panic::AssertUnwindSafe(|| queue.attempt(id, &s, &mut rng));
-                    if std::panic::catch_unwind(attempt).is_err() {
-                        log::error!(target: "mail", "id={id} status=error error=\"delivery panicked; held for an hour\"");
-                        queue.finished(id, Some(unix_now() + HOLD_BROKEN));
-                    }
-                }
-            });
-            if let Err(e) = spawned {
-                log::error!("cannot start a delivery thread: {e}");
-            }
-        }
         let mut busy: HashSet<QueueId> = HashSet::new();
         let mut held: HashMap<QueueId, u64> = HashMap::new();
         let mut unrecorded: Vec<Message> = Vec::new();
+        let mut jitter = Jitter::new(0);
         loop {
+            let settings_now = current(&settings);
+            let cap =
+                settings_now.config.outbound.max_concurrent + settings_now.config.limits.delivery_workers;
             let now = unix_now();
             held.retain(|_, until| *until > now);
             for message in unrecorded.drain(..) {
-                self.record(message);
+                self.record(message, None);
             }
             let skip = |id: QueueId| busy.contains(&id) || held.contains_key(&id);
             let mut wait = MAX_IDLE;
-            match self.store.due(now, SCAN_WINDOW.min(workers * 4), skip) {
+            match self.store.due(now, SCAN_WINDOW.min(cap * 2), skip) {
                 Ok((ids, next)) => {
                     if let Some(at) = next {
                         wait = Duration::from_secs(at.saturating_sub(now)).min(MAX_IDLE);
                     }
                     for id in ids {
                         // Finished events free places; they wake the loop.
-                        if busy.len() >= workers * 2 {
+                        if busy.len() >= cap {
                             break;
                         }
                         busy.insert(id);
-                        if jobs.send(id).await.is_err() {
-                            return;
-                        }
+                        let task = Arc::clone(&self).attempt_guarded(
+                            id,
+                            Arc::clone(&settings_now),
+                            Arc::clone(&client),
+                            jitter.next(),
+                        );
+                        ex.spawn(task).detach();
                     }
                 }
                 Err(e) => log::error!("cannot read the queue: {e}"),
@@ -206,102 +205,55 @@ impl Queue {
         }
     }
 
+    /// Runs one attempt; a panic in it ends the attempt, not the runner, and
+    /// the message is left alone for an hour.
+    async fn attempt_guarded(
+        self: Arc<Queue>,
+        id: QueueId,
+        settings: Arc<Settings>,
+        client: Arc<Client>,
+        jitter: f64,
+    ) {
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(id, &settings, &client, jitter));
+        if attempt.catch_unwind().await.is_err() {
+            log::error!(target: "mail", "id={id} status=error error=\"delivery panicked; held for an hour\"");
+            self.finished(id, Some(unix_now() + HOLD_BROKEN));
+        }
+    }
+
     fn finished(&self, id: QueueId, hold: Option<u64>) {
         let _ = self.events.try_send(Event::Finished { id, hold });
     }
 
-    /// Writes the outcome of an attempt; the message stays busy until the
-    /// write is on disk, and a failed write is tried again without delivering
-    /// again.
-    fn record(self: &Arc<Queue>, message: Message) {
+    /// Asks for every due message to be looked at now.
+    pub fn wake(&self) {
+        let _ = self.events.try_send(Event::Wake);
+    }
+
+    /// Writes the outcome of an attempt, with the report it caused; the
+    /// message stays busy until the write is on disk, and a failed write is
+    /// tried again without delivering again.
+    fn record(self: &Arc<Queue>, message: Message, report: Option<Box<(Message, Vec<u8>)>>) {
         let queue = Arc::clone(self);
         let copy = message.clone();
         let id = message.id;
+        let wakes = report.is_some();
         let done: Done = Box::new(move |r| match r {
-            Ok(()) => queue.finished(id, None),
+            Ok(()) => {
+                queue.finished(id, None);
+                if wakes {
+                    queue.wake();
+                }
+            }
             Err(e) => {
                 log::error!(target: "mail", "id={id} status=error error=\"cannot record delivery, will retry: {e}\"");
                 let _ = queue.events.try_send(Event::Unrecorded(copy));
             }
         });
-        if self.writes.send_blocking((Write::Update { message }, done)).is_err() {
+        if self.writes.try_send((Write::Update { message, report }, done)).is_err() {
             log::error!("the committer has stopped");
         }
     }
-
-    /// One delivery attempt for every pending recipient of message `id`; runs
-    /// on a delivery thread.
-    fn attempt(self: &Arc<Queue>, id: QueueId, settings: &Settings, rng: &mut Jitter) {
-        let mut message = match self.store.message(id) {
-            Ok(Some(m)) => m,
-            Ok(None) => return self.finished(id, Some(unix_now() + HOLD_BROKEN)),
-            Err(e) => {
-                log::error!(target: "mail", "id={id} status=error error=\"{e}; held for an hour\"");
-                return self.finished(id, Some(unix_now() + HOLD_BROKEN));
-            }
-        };
-        let config = &settings.config;
-        let schedule = Schedule::new(&config.queue);
-        let now = unix_now();
-        let sender = message.sender.as_ref().map(ToString::to_string);
-        for i in 0..message.recipients.len() {
-            if message.recipients[i].status != Status::Pending {
-                continue;
-            }
-            let route = message.recipients[i].route.clone();
-            let result = match &route {
-                Route::Local { user, domain } if !settings.accounts.is_user(user, domain) => {
-                    Err(DeliveryError::Permanent(format!("mailbox {user}@{domain} no longer exists")))
-                }
-                Route::Local { user, domain } => {
-                    let dir = maildir::path(&config.mail_root, domain.as_str(), user);
-                    let headers = delivery_headers(sender.as_deref(), &route.address());
-                    maildir::deliver(&dir, &config.hostname, &headers, message.size, |w| {
-                        self.store.read_body(&message, |piece| w.write_all(piece)).map_err(|e| match e {
-                            store::ReadError::Io(io) => io,
-                            store::ReadError::Store(s) => std::io::Error::other(s.to_string()),
-                        })
-                    })
-                    .map(|path| path.display().to_string())
-                }
-                Route::Remote(_) => Err(DeliveryError::Transient(
-                    "outbound delivery to other domains is not available yet".into(),
-                )),
-            };
-            let r = &mut message.recipients[i];
-            r.attempts += 1;
-            let to = route.address();
-            match result {
-                Ok(path) => {
-                    r.status = Status::Delivered;
-                    r.last_error.clear();
-                    log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} path={path}", r.attempts);
-                }
-                Err(DeliveryError::Permanent(e)) => {
-                    r.status = Status::Failed;
-                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error=\"{e}\"");
-                    r.last_error = e;
-                }
-                Err(DeliveryError::Transient(e)) if schedule.expired(message.arrived, now) => {
-                    r.status = Status::Failed;
-                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error=\"{e}\"");
-                    r.last_error = e;
-                }
-                Err(DeliveryError::Transient(e)) => {
-                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error=\"{e}\"", r.attempts);
-                    r.last_error = e;
-                }
-            }
-        }
-        let attempts = pending_attempts(&message);
-        message.next_attempt = now + schedule.delay(attempts.max(1), rng.next()).as_secs().max(1);
-        self.record(message);
-    }
-}
-
-/// The most attempts among recipients still pending.
-fn pending_attempts(m: &Message) -> u32 {
-    m.recipients.iter().filter(|r| r.status == Status::Pending).map(|r| r.attempts).max().unwrap_or(0)
 }
 
 /// The committer: takes every write waiting, commits them together, then

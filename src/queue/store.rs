@@ -76,8 +76,23 @@ pub struct Message {
     pub chunks: u32,
     /// Unix time of the next attempt; its key in the `due` table.
     pub next_attempt: u64,
+    /// What made it: a client, or Postern reporting on another message.
+    pub kind: Kind,
+    /// True once the sender was told the message is delayed.
+    pub delay_notified: bool,
     /// The recipients.
     pub recipients: Vec<Recipient>,
+}
+
+/// Where a queued message came from; decides what happens when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Mail from a client: failures are reported to its sender.
+    Normal,
+    /// A delivery report Postern wrote: if it fails, postmaster is told once.
+    Bounce,
+    /// A failed report on its way to postmaster: if it fails, it is dropped.
+    DoubleBounce,
 }
 
 /// Why a store operation failed.
@@ -121,8 +136,11 @@ pub enum Write {
     /// Drop the pieces of a message that was not accepted.
     Discard { id: QueueId },
     /// Save a message's new state after a delivery attempt; removes it when no
-    /// recipient is pending.
-    Update { message: Message },
+    /// recipient is pending. A report about it (a bounce or delay notice) is
+    /// queued in the same transaction.
+    Update { message: Message, report: Option<Box<(Message, Vec<u8>)>> },
+    /// Remove a message whatever its state (`postern queue delete`).
+    Delete { id: QueueId },
 }
 
 impl Write {
@@ -131,7 +149,8 @@ impl Write {
         match self {
             Write::Chunk { bytes, .. } => bytes.len(),
             Write::Commit { pieces, .. } => pieces.iter().map(|(_, b)| b.len()).sum::<usize>() + 256,
-            Write::Discard { .. } | Write::Update { .. } => 256,
+            Write::Update { report: Some(r), .. } => r.1.len() + 512,
+            Write::Discard { .. } | Write::Update { .. } | Write::Delete { .. } => 256,
         }
     }
 }
@@ -303,7 +322,22 @@ impl Store {
                 self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
             }
             Write::Discard { id } => self.delete_chunks(wtxn, *id)?,
-            Write::Update { message } => {
+            Write::Delete { id } => {
+                let key = id.0.to_be_bytes();
+                if let Some(old) = self.messages.get(wtxn, &key)? {
+                    let old = decode(old)?;
+                    self.due.delete(wtxn, &due_key(old.next_attempt, old.id))?;
+                    self.messages.delete(wtxn, &key)?;
+                }
+                self.delete_chunks(wtxn, *id)?;
+            }
+            Write::Update { message, report } => {
+                if let Some(r) = report {
+                    let (m, body) = r.as_ref();
+                    self.chunks.put(wtxn, &chunk_key(m.id, 0), body)?;
+                    self.messages.put(wtxn, &m.id.0.to_be_bytes(), &encode(m))?;
+                    self.due.put(wtxn, &due_key(m.next_attempt, m.id), &[])?;
+                }
                 let key = message.id.0.to_be_bytes();
                 let Some(old) = self.messages.get(wtxn, &key)? else {
                     return Ok(()); // deleted meanwhile
@@ -412,6 +446,17 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Piece `n` of message `id`, copied out; `None` past the last one.
+    ///
+    /// # Errors
+    /// On LMDB failure.
+    pub fn chunk(&self, id: QueueId, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.chunks.get(&rtxn, &chunk_key(id, n))?.map(<[u8]>::to_vec))
+    }
+}
+
 /// Why reading a message body failed.
 #[derive(Debug)]
 pub enum ReadError {
@@ -443,6 +488,12 @@ pub fn encode(m: &Message) -> Vec<u8> {
     out.extend_from_slice(&m.size.to_be_bytes());
     out.extend_from_slice(&m.chunks.to_be_bytes());
     out.extend_from_slice(&m.next_attempt.to_be_bytes());
+    out.push(match m.kind {
+        Kind::Normal => 0,
+        Kind::Bounce => 1,
+        Kind::DoubleBounce => 2,
+    });
+    out.push(u8::from(m.delay_notified));
     // Addresses are kept as their parts, never re-parsed from printed text.
     match &m.sender {
         Some(a) => {
@@ -519,6 +570,13 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
     let size = r.u64()?;
     let chunks = r.u32()?;
     let next_attempt = r.u64()?;
+    let kind = match r.u8()? {
+        0 => Kind::Normal,
+        1 => Kind::Bounce,
+        2 => Kind::DoubleBounce,
+        _ => return Err(corrupt("bad kind")),
+    };
+    let delay_notified = r.u8()? != 0;
     let domain = |d: String| Domain::parse(&d).map_err(|_| corrupt("bad domain"));
     let sender = match (r.str()?, r.str()?) {
         (l, d) if l.is_empty() && d.is_empty() => None,
@@ -544,7 +602,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
         let last_error = r.str()?;
         recipients.push(Recipient { route, status, attempts, last_error });
     }
-    Ok(Message { id, arrived, sender, size, chunks, next_attempt, recipients })
+    Ok(Message { id, arrived, sender, size, chunks, next_attempt, kind, delay_notified, recipients })
 }
 
 #[cfg(test)]
@@ -559,6 +617,8 @@ mod tests {
             size: 11,
             chunks: 2,
             next_attempt: 1000,
+            kind: Kind::Normal,
+            delay_notified: false,
             recipients: vec![
                 Recipient {
                     route: Route::Local { user: "alice".into(), domain: Domain::parse("a.example").unwrap() },
@@ -653,12 +713,12 @@ mod tests {
 
         m.recipients[0].status = Status::Delivered;
         m.next_attempt = 2000;
-        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
+        store.apply(&[Write::Update { message: m.clone(), report: None }]).unwrap();
         assert_eq!(store.message(m.id).unwrap(), Some(m.clone()));
         assert_eq!(store.due(1500, 10, |_| false).unwrap(), (vec![], Some(2000)));
 
         m.recipients[1].status = Status::Failed;
-        store.apply(&[Write::Update { message: m.clone() }]).unwrap();
+        store.apply(&[Write::Update { message: m.clone(), report: None }]).unwrap();
         assert_eq!(store.message(m.id).unwrap(), None);
         assert!(body(&store, m.id).is_empty());
         assert_eq!(store.due(u64::MAX, 10, |_| false).unwrap(), (vec![], None));

@@ -169,6 +169,9 @@ pub fn auth_required() -> Reply {
 pub fn not_your_address(sender: &str, login: &str) -> Reply {
     Reply::new(553, "5.7.1", format!("<{sender}>: sender address not owned by user {login}"))
 }
+pub fn auth_busy() -> Reply {
+    Reply::new(454, "4.7.0", "too many logins being checked, try again shortly")
+}
 pub fn too_many_auth_failures(hostname: &str) -> Reply {
     Reply::new(421, "4.7.0", format!("{hostname} too many failed logins, try again later"))
 }
@@ -234,6 +237,9 @@ pub fn message_too_big() -> Reply {
 }
 pub fn bare_line_ending() -> Reply {
     Reply::new(550, "5.6.11", "bare CR or LF in message: lines must end with CR LF (see SMTP smuggling)")
+}
+pub fn mail_loop() -> Reply {
+    Reply::new(554, "5.4.6", "too many Received headers: mail loop")
 }
 pub fn data_line_too_long() -> Reply {
     Reply::new(550, "5.6.0", "message has a line longer than 998 characters")

@@ -233,6 +233,8 @@ impl Session {
 
     /// A command line over the length limit, already discarded by the driver.
     pub fn line_too_long(&mut self) -> Action {
+        // An over-long answer to a 334 ends the AUTH exchange too.
+        self.auth_step = None;
         self.error(reply::line_too_long())
     }
 

@@ -57,10 +57,15 @@ aliases = {{ team = ["alice", "bob"], fwd = "someone@elsewhere.example" }}
 [domains."example.org"]
 users = {{ carol = "" }}
 {extra}
+{outbound}
 "#,
         data = dir.join("data").display(),
         mail = dir.join("mail").display(),
         alice = alice_hash(),
+        // Tests never ask the system's DNS: nothing listens on 127.0.0.1:9,
+        // so lookups fail at once, unless a test brings its own [outbound].
+        outbound =
+            if extra.contains("[outbound]") { "" } else { "[outbound]\nnameservers = [\"127.0.0.1:9\"]\n" },
     )
 }
 

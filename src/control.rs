@@ -1,0 +1,88 @@
+//! The control socket in the data dir: how `postern queue ...` talks to the
+//! running server, which alone opens the store while it runs.
+
+use std::io::{self, BufRead as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_net::unix::UnixListener;
+use smol::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+use crate::queue::admin::{self, Command};
+use crate::queue::{Queue, SharedSettings};
+
+/// The socket's path for a data dir.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Answers admin commands on the socket until the process ends. The socket is
+/// readable and writable by its owner only.
+///
+/// # Errors
+/// When the socket cannot be created.
+pub fn listen(data_dir: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = path(data_dir);
+    // A socket left by a server that died; the store lock proves no other
+    // server is running.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves one command per connection: a line in, `ok` or `error: ...` and
+/// the output back.
+pub async fn serve(listener: UnixListener, queue: Arc<Queue>, settings: SharedSettings) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let mut reader = BufReader::new(stream.clone().take(4096));
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.is_err() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let current = Arc::clone(&*settings.read().unwrap_or_else(|p| p.into_inner()));
+        let answer = match Command::parse(&words) {
+            Ok(cmd) => match admin::run(&queue, &current, &cmd).await {
+                Ok(out) => format!("ok\n{out}"),
+                Err(e) => format!("error: {e}\n"),
+            },
+            Err(e) => format!("error: {e}\n"),
+        };
+        let mut stream = stream;
+        let _ = stream.write_all(answer.as_bytes()).await;
+    }
+}
+
+/// Sends `cmd` to the server running on `data_dir`. `Ok(None)` when no server
+/// is listening there.
+///
+/// # Errors
+/// When the server answers with an error, or the exchange breaks.
+pub fn request(data_dir: &Path, cmd: &Command) -> Result<Option<String>, String> {
+    let path = path(data_dir);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut talk = || -> io::Result<String> {
+        stream.write_all(format!("{}\n", cmd.to_line()).as_bytes())?;
+        let mut reader = io::BufReader::new(&stream);
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest)?;
+        Ok(format!("{status}{rest}"))
+    };
+    let answer = talk().map_err(|e| format!("{}: {e}", path.display()))?;
+    match answer.split_once('\n') {
+        Some(("ok", out)) => Ok(Some(out.to_string())),
+        Some((err, _)) => Err(err.strip_prefix("error: ").unwrap_or(err).to_string()),
+        None => Err(format!("{}: no answer from the server", path.display())),
+    }
+}

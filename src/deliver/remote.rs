@@ -1,0 +1,694 @@
+//! The outbound SMTP client: hands a queued message to the recipients' MX, or
+//! to a smarthost, and says what happened to each recipient.
+//!
+//! - To an MX: hosts in preference order, each address in turn; STARTTLS when
+//!   offered (opportunistic: the certificate is not checked, as no MX can be
+//!   expected to have one that matches), and anything the server sent before
+//!   the handshake is thrown away.
+//! - To a smarthost: TLS always (implicit or STARTTLS, never plaintext), the
+//!   certificate verified against the system's roots for the host name, then
+//!   AUTH PLAIN or LOGIN with the configured credentials.
+//! - A 4xx is transient for the recipients it concerns, a 5xx permanent.
+//!   Connection and TLS failures move on to the next host.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_net::TcpStream;
+use futures_rustls::TlsConnector;
+use futures_rustls::client::TlsStream;
+use rustls::ClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::ring::default_provider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use smol::Timer;
+use smol::future::FutureExt as _;
+use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+use super::DeliveryError;
+use crate::auth::base64_encode;
+use crate::config::{Outbound, Smarthost, SmarthostTls};
+use crate::dns::{DnsError, Prefer, Resolver};
+use crate::envelope::Address;
+
+/// Where the system keeps its trusted roots (Debian and Raspberry Pi OS).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The longest reply we read: more is a broken or hostile server.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// What happened to one recipient: the server's reply, or why it failed.
+pub type RecipientResult = Result<String, DeliveryError>;
+
+/// The message to send: envelope, size, and a way to read its stored pieces.
+pub struct Outgoing<'a> {
+    /// MAIL FROM; `None` is `<>`.
+    pub sender: Option<&'a Address>,
+    /// RCPT TO, all at the same destination.
+    pub recipients: &'a [Address],
+    /// Size in bytes, for SIZE.
+    pub size: u64,
+    /// The stored pieces, in order; each call returns piece `n` or `None` past the end.
+    pub piece: &'a (dyn Fn(u32) -> io::Result<Option<Vec<u8>>> + Sync),
+}
+
+/// Connections and TLS settings for outbound mail; one per server, shared.
+pub struct Client {
+    hostname: String,
+    outbound: Outbound,
+    resolver: Resolver,
+    opportunistic: Arc<ClientConfig>,
+    verified: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("hostname", &self.hostname).finish()
+    }
+}
+
+impl Client {
+    /// Builds the client from the `[outbound]` config.
+    ///
+    /// # Errors
+    /// When `ca_file` cannot be read or holds no certificate.
+    pub fn new(hostname: &str, outbound: &Outbound) -> Result<Client, String> {
+        let prefer = match outbound.prefer.as_str() {
+            "ipv6" => Prefer::Ipv6,
+            "any" => Prefer::Any,
+            _ => Prefer::Ipv4,
+        };
+        let resolver = if outbound.nameservers.is_empty() {
+            Resolver::system(prefer)
+        } else {
+            Resolver::new(outbound.nameservers.clone(), prefer)
+        };
+        let provider = Arc::new(default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let mut sources = vec![std::path::PathBuf::from(SYSTEM_ROOTS)];
+        sources.extend(outbound.ca_file.clone());
+        for path in &sources {
+            let certs = match CertificateDer::pem_file_iter(path) {
+                Ok(iter) => iter.filter_map(Result::ok).collect::<Vec<_>>(),
+                Err(e) if Some(path) == outbound.ca_file.as_ref() => {
+                    return Err(format!("outbound.ca_file {}: {e}", path.display()));
+                }
+                Err(e) => {
+                    log::warn!("cannot read the system's trusted certificates {}: {e}", path.display());
+                    continue;
+                }
+            };
+            if certs.is_empty() && Some(path) == outbound.ca_file.as_ref() {
+                return Err(format!("outbound.ca_file {}: no certificate in the file", path.display()));
+            }
+            roots.add_parsable_certificates(certs);
+        }
+        let verified = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let opportunistic = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        Ok(Client {
+            hostname: hostname.to_string(),
+            outbound: outbound.clone(),
+            resolver,
+            opportunistic: Arc::new(opportunistic),
+            verified: Arc::new(verified),
+        })
+    }
+
+    /// The smarthost for mail to `domain`, if one is configured.
+    fn smarthost(&self, domain: &str) -> Option<&Smarthost> {
+        self.outbound
+            .domains
+            .iter()
+            .find(|(d, _)| d == domain)
+            .map(|(_, h)| h)
+            .or(self.outbound.relay.as_ref())
+    }
+
+    /// Delivers `msg` to its recipients, all at `domain`; one result per
+    /// recipient, in order.
+    pub async fn deliver(&self, domain: &str, msg: &Outgoing<'_>) -> Vec<RecipientResult> {
+        let all = |e: DeliveryError| vec![Err(e); msg.recipients.len()];
+        match self.smarthost(domain) {
+            Some(host) => match self.via_smarthost(host, msg).await {
+                Ok(results) => results,
+                Err(e) => all(e),
+            },
+            None => match self.via_mx(domain, msg).await {
+                Ok(results) => results,
+                Err(e) => all(e),
+            },
+        }
+    }
+
+    async fn via_mx(&self, domain: &str, msg: &Outgoing<'_>) -> Result<Vec<RecipientResult>, DeliveryError> {
+        let hosts = self.resolver.mx(domain).await.map_err(|e| match e {
+            DnsError::NoSuchDomain(s) => DeliveryError::Permanent(format!("5.1.2 {s}")),
+            DnsError::NullMx(s) => DeliveryError::Permanent(format!("5.1.10 {s}")),
+            DnsError::Temporary(s) => DeliveryError::Transient(format!("4.4.3 {s}")),
+        })?;
+        let mut last = format!("4.4.1 no MX host of {domain} could be reached");
+        for host in &hosts {
+            for ip in &host.addrs {
+                let addr = SocketAddr::new(*ip, self.outbound.mx_port);
+                match self.session(addr, &host.name, None, msg).await {
+                    Ok(results) => return Ok(results),
+                    Err(Failure::NextHost(e)) => {
+                        log::debug!("outbound: {} [{addr}]: {e}", host.name);
+                        last = format!("{} [{addr}]: {e}", host.name);
+                    }
+                    Err(Failure::All(e)) => return Err(e),
+                }
+            }
+        }
+        Err(DeliveryError::Transient(last))
+    }
+
+    async fn via_smarthost(
+        &self,
+        host: &Smarthost,
+        msg: &Outgoing<'_>,
+    ) -> Result<Vec<RecipientResult>, DeliveryError> {
+        let addrs: Vec<IpAddr> = if let Ok(ip) = host.host.parse::<IpAddr>() {
+            vec![ip]
+        } else if self.outbound.nameservers.is_empty() {
+            // The system's way, /etc/hosts included.
+            async_dns::lookup(&host.host).await.map(|iter| iter.map(|a| a.ip_address).collect()).map_err(
+                |e| DeliveryError::Transient(format!("4.4.3 cannot look up smarthost {}: {e}", host.host)),
+            )?
+        } else {
+            self.resolver.addrs(&host.host).await.map_err(|e| {
+                DeliveryError::Transient(format!("4.4.3 cannot look up smarthost {}: {e}", host.host))
+            })?
+        };
+        let mut last = format!("4.4.1 smarthost {} has no address", host.host);
+        for ip in addrs {
+            let addr = SocketAddr::new(ip, host.port);
+            match self.session(addr, &host.host, Some(host), msg).await {
+                Ok(results) => return Ok(results),
+                Err(Failure::NextHost(e)) => {
+                    log::warn!("outbound: smarthost {} [{addr}]: {e}", host.host);
+                    last = format!("smarthost {} [{addr}]: {e}", host.host);
+                }
+                Err(Failure::All(e)) => return Err(e),
+            }
+        }
+        Err(DeliveryError::Transient(last))
+    }
+
+    /// One SMTP conversation with one server address.
+    async fn session(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        smarthost: Option<&Smarthost>,
+        msg: &Outgoing<'_>,
+    ) -> Result<Vec<RecipientResult>, Failure> {
+        let o = &self.outbound;
+        let tcp = TcpStream::connect(addr)
+            .or(timeout(o.connect_timeout))
+            .await
+            .map_err(|e| Failure::NextHost(format!("cannot connect: {e}")))?;
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| Failure::NextHost(format!("`{name}` is not a valid TLS server name")))?;
+        let mut conn = if smarthost.is_some_and(|h| h.tls == SmarthostTls::Implicit) {
+            let tls = TlsConnector::from(Arc::clone(&self.verified))
+                .connect(server_name.clone(), tcp)
+                .or(timeout(o.connect_timeout))
+                .await
+                .map_err(|e| Failure::NextHost(format!("TLS handshake failed: {e}")))?;
+            Conn::new(Io::Tls(Box::new(tls)))
+        } else {
+            Conn::new(Io::Plain(tcp))
+        };
+        let greeting = conn.reply(o.connect_timeout).await.map_err(next)?;
+        if greeting.code != 220 {
+            return Err(Failure::NextHost(format!("greeting: {}", greeting.text())));
+        }
+        let mut ehlo = conn.ehlo(&self.hostname, o.command_timeout).await.map_err(next)?;
+        let want_tls = matches!(smarthost, Some(h) if h.tls == SmarthostTls::StartTls);
+        if matches!(conn.io, Io::Plain(_)) && (want_tls || ehlo.has("STARTTLS")) {
+            if !ehlo.has("STARTTLS") {
+                return Err(Failure::NextHost(
+                    "the smarthost does not offer STARTTLS; refusing to send in the clear".into(),
+                ));
+            }
+            let r = conn.command("STARTTLS", o.command_timeout).await.map_err(next)?;
+            if r.code != 220 {
+                if want_tls {
+                    return Err(Failure::NextHost(format!("STARTTLS refused: {}", r.text())));
+                }
+                // Opportunistic: go on without TLS, as the server asked.
+            } else {
+                // Anything the server sent after its 220 came before the
+                // handshake, in the clear: dropped unread.
+                conn.buf.clear();
+                let Io::Plain(tcp) = std::mem::replace(&mut conn.io, Io::Gone) else {
+                    return Err(Failure::NextHost("internal: STARTTLS on a TLS connection".into()));
+                };
+                let config = if want_tls { &self.verified } else { &self.opportunistic };
+                let tls = TlsConnector::from(Arc::clone(config))
+                    .connect(server_name, tcp)
+                    .or(timeout(o.connect_timeout))
+                    .await
+                    .map_err(|e| Failure::NextHost(format!("TLS handshake failed: {e}")))?;
+                conn.io = Io::Tls(Box::new(tls));
+                ehlo = conn.ehlo(&self.hostname, o.command_timeout).await.map_err(next)?;
+            }
+        }
+        if let Some(h) = smarthost {
+            if let (Some(user), Some(file)) = (&h.username, &h.password_file) {
+                let password = read_password(file).map_err(Failure::NextHost)?;
+                conn.login(&ehlo, user, &password, o.command_timeout).await?;
+            }
+        }
+        let results = conn.transaction(&ehlo, msg, o.command_timeout, o.data_timeout).await?;
+        let _ = conn.command("QUIT", Duration::from_secs(5)).await;
+        Ok(results)
+    }
+}
+
+/// Why a conversation ended early.
+enum Failure {
+    /// This server cannot take the message now: try the next one.
+    NextHost(String),
+    /// The answer holds for every recipient (a 5xx to MAIL FROM, say).
+    All(DeliveryError),
+}
+
+fn next(e: io::Error) -> Failure {
+    Failure::NextHost(e.to_string())
+}
+
+async fn timeout<T>(d: Duration) -> io::Result<T> {
+    Timer::after(d).await;
+    Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+}
+
+/// The smarthost password: the first line of its file, which must not be
+/// readable by everyone.
+fn read_password(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(format!("password file {} is readable by everyone; chmod 600 it", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("password file {}: {e}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Checks what can be checked of `[outbound]` before starting: the
+/// password files exist and are not world-readable, `ca_file` reads.
+///
+/// # Errors
+/// The first problem, naming the file.
+pub fn check(hostname: &str, outbound: &Outbound) -> Result<(), String> {
+    let hosts = outbound.relay.iter().chain(outbound.domains.iter().map(|(_, h)| h));
+    for h in hosts {
+        if let Some(file) = &h.password_file {
+            read_password(file)?;
+        }
+    }
+    Client::new(hostname, outbound).map(|_| ())
+}
+
+/// One server reply.
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// The whole reply on one line, as it goes into logs and bounces.
+    fn text(&self) -> String {
+        self.lines.iter().map(|l| format!("{} {l}", self.code)).collect::<Vec<_>>().join(" / ")
+    }
+
+    /// For EHLO replies: whether an extension keyword is listed.
+    fn has(&self, keyword: &str) -> bool {
+        self.lines
+            .iter()
+            .skip(1)
+            .any(|l| l.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(keyword)))
+    }
+
+    /// For EHLO replies: the parameters of an extension.
+    fn params(&self, keyword: &str) -> Option<Vec<String>> {
+        self.lines.iter().skip(1).find_map(|l| {
+            let mut words = l.split_whitespace();
+            words.next().filter(|k| k.eq_ignore_ascii_case(keyword))?;
+            Some(words.map(|w| w.to_ascii_uppercase()).collect())
+        })
+    }
+
+    fn result(&self) -> RecipientResult {
+        match self.code {
+            200..=299 => Ok(self.text()),
+            400..=499 => Err(DeliveryError::Transient(self.text())),
+            _ => Err(DeliveryError::Permanent(self.text())),
+        }
+    }
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Gone => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Gone => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Gone => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_close(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_close(cx),
+            Io::Gone => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+struct Conn {
+    io: Io,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(io: Io) -> Conn {
+        Conn { io, buf: Vec::new() }
+    }
+
+    async fn send(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
+        self.io.write_all(bytes).or(timeout(limit)).await?;
+        self.io.flush().or(timeout(limit)).await
+    }
+
+    async fn line(&mut self, limit: Duration) -> io::Result<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line);
+                return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+            }
+            if self.buf.len() > MAX_REPLY {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "reply line too long"));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.io.read(&mut chunk).or(timeout(limit)).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn reply(&mut self, limit: Duration) -> io::Result<Reply> {
+        let mut lines = Vec::new();
+        let mut total = 0;
+        loop {
+            let line = self.line(limit).await?;
+            total += line.len();
+            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
+            let Some(code) = code else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("not an SMTP reply: {line:?}"),
+                ));
+            };
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if !more {
+                return Ok(Reply { code, lines });
+            }
+            if total > MAX_REPLY {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"));
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &str, limit: Duration) -> io::Result<Reply> {
+        self.send(format!("{line}\r\n").as_bytes(), limit).await?;
+        self.reply(limit).await
+    }
+
+    /// EHLO, or HELO when the server does not know EHLO.
+    async fn ehlo(&mut self, hostname: &str, limit: Duration) -> io::Result<Reply> {
+        let r = self.command(&format!("EHLO {hostname}"), limit).await?;
+        if r.code == 250 {
+            return Ok(r);
+        }
+        let r = self.command(&format!("HELO {hostname}"), limit).await?;
+        if r.code == 250 {
+            // No extensions: keep only the first line.
+            return Ok(Reply { code: 250, lines: r.lines.into_iter().take(1).collect() });
+        }
+        Err(io::Error::other(format!("EHLO/HELO refused: {}", r.text())))
+    }
+
+    /// AUTH PLAIN, or LOGIN when only that is offered.
+    async fn login(
+        &mut self,
+        ehlo: &Reply,
+        user: &str,
+        password: &str,
+        limit: Duration,
+    ) -> Result<(), Failure> {
+        let mechanisms = ehlo.params("AUTH").unwrap_or_default();
+        let r = if mechanisms.iter().any(|m| m == "PLAIN") {
+            let token = base64_encode(format!("\0{user}\0{password}").as_bytes());
+            self.command(&format!("AUTH PLAIN {token}"), limit).await.map_err(next)?
+        } else if mechanisms.iter().any(|m| m == "LOGIN") {
+            let r = self.command("AUTH LOGIN", limit).await.map_err(next)?;
+            let r = if r.code == 334 {
+                self.command(&base64_encode(user.as_bytes()), limit).await.map_err(next)?
+            } else {
+                r
+            };
+            if r.code == 334 {
+                self.command(&base64_encode(password.as_bytes()), limit).await.map_err(next)?
+            } else {
+                r
+            }
+        } else {
+            return Err(Failure::NextHost("the smarthost offers neither AUTH PLAIN nor AUTH LOGIN".into()));
+        };
+        if r.code == 235 {
+            Ok(())
+        } else {
+            // A refused login is our configuration's fault: keep the mail queued.
+            Err(Failure::All(DeliveryError::Transient(format!("smarthost login failed: {}", r.text()))))
+        }
+    }
+
+    /// MAIL, RCPT for each recipient, DATA and the message; pipelined when
+    /// the server offers it.
+    async fn transaction(
+        &mut self,
+        ehlo: &Reply,
+        msg: &Outgoing<'_>,
+        limit: Duration,
+        data_limit: Duration,
+    ) -> Result<Vec<RecipientResult>, Failure> {
+        if let Some(max) = ehlo.params("SIZE").and_then(|p| p.first().and_then(|v| v.parse::<u64>().ok())) {
+            if max > 0 && msg.size > max {
+                return Err(Failure::All(DeliveryError::Permanent(format!(
+                    "552 5.3.4 message size {} exceeds the {max} bytes the server accepts",
+                    msg.size
+                ))));
+            }
+        }
+        let utf8 = msg.sender.is_some_and(|a| !a.to_string().is_ascii())
+            || msg.recipients.iter().any(|a| !a.to_string().is_ascii());
+        if utf8 && !ehlo.has("SMTPUTF8") {
+            return Err(Failure::All(DeliveryError::Permanent(
+                "553 5.6.7 the receiving server does not support SMTPUTF8, which these addresses need".into(),
+            )));
+        }
+        let mut mail = format!("MAIL FROM:<{}>", msg.sender.map(ToString::to_string).unwrap_or_default());
+        if ehlo.has("SIZE") {
+            mail.push_str(&format!(" SIZE={}", msg.size));
+        }
+        if ehlo.has("8BITMIME") {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        let rcpts: Vec<String> = msg.recipients.iter().map(|a| format!("RCPT TO:<{a}>")).collect();
+        let (mail_reply, rcpt_replies, data_reply) = if ehlo.has("PIPELINING") {
+            let mut batch = format!("{mail}\r\n");
+            for r in &rcpts {
+                batch.push_str(r);
+                batch.push_str("\r\n");
+            }
+            batch.push_str("DATA\r\n");
+            self.send(batch.as_bytes(), limit).await.map_err(next)?;
+            let m = self.reply(limit).await.map_err(next)?;
+            let mut rs = Vec::new();
+            for _ in &rcpts {
+                rs.push(self.reply(limit).await.map_err(next)?);
+            }
+            let d = self.reply(limit).await.map_err(next)?;
+            (m, rs, Some(d))
+        } else {
+            let m = self.command(&mail, limit).await.map_err(next)?;
+            let mut rs = Vec::new();
+            if m.code == 250 {
+                for r in &rcpts {
+                    rs.push(self.command(r, limit).await.map_err(next)?);
+                }
+            }
+            (m, rs, None)
+        };
+        if mail_reply.code != 250 {
+            if data_reply.as_ref().is_some_and(|d| d.code == 354) {
+                // Cannot happen with a sane server; end the DATA cleanly.
+                let _ = self.send(b".\r\n", limit).await;
+            }
+            let _ = self.command("RSET", limit).await;
+            return Err(Failure::All(match mail_reply.result() {
+                Err(e) => e,
+                Ok(_) => DeliveryError::Transient(format!("unexpected reply to MAIL: {}", mail_reply.text())),
+            }));
+        }
+        let mut results: Vec<RecipientResult> = rcpt_replies.iter().map(Reply::result).collect();
+        if !results.iter().any(Result::is_ok) {
+            let _ = self.command("RSET", limit).await;
+            return Ok(results);
+        }
+        let data_reply = match data_reply {
+            Some(d) => d,
+            None => self.command("DATA", limit).await.map_err(next)?,
+        };
+        if data_reply.code != 354 {
+            let e = data_reply.result().err().unwrap_or_else(|| DeliveryError::Transient(data_reply.text()));
+            return Ok(results.into_iter().map(|r| r.and(Err(e.clone()))).collect());
+        }
+        self.send_body(msg, data_limit).await.map_err(next)?;
+        let end = self.reply(data_limit).await.map_err(next)?;
+        let outcome = end.result();
+        for r in &mut results {
+            if r.is_ok() {
+                *r = outcome.clone();
+            }
+        }
+        Ok(results)
+    }
+
+    /// Sends the stored message dot-stuffed, then the final dot.
+    async fn send_body(&mut self, msg: &Outgoing<'_>, limit: Duration) -> io::Result<()> {
+        let mut at_line_start = true;
+        let mut last = b'\n';
+        let mut out = Vec::with_capacity(64 * 1024);
+        let mut n = 0;
+        while let Some(piece) = (msg.piece)(n)? {
+            n += 1;
+            for &b in &piece {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = b == b'\n';
+                last = b;
+            }
+            self.io.write_all(&out).or(timeout(limit)).await?;
+            out.clear();
+        }
+        if last != b'\n' {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        self.send(&out, limit).await
+    }
+}
+
+/// Opportunistic TLS to MX hosts: the handshake is checked, the certificate
+/// is not (RFC 7435).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

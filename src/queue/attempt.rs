@@ -1,0 +1,296 @@
+//! One delivery attempt of one queued message: local recipients into their
+//! Maildirs, remote ones through the SMTP client (grouped by domain), then
+//! the new state of every recipient, and the bounce or delay notice it calls
+//! for, recorded together.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::bounce::{self, Dsn, RecipientReport};
+use super::schedule::Schedule;
+use super::store::{Kind, Message, QueueId, ReadError, Recipient, Status, unix_now};
+use super::{HOLD_BROKEN, Queue};
+use crate::Settings;
+use crate::accounts::Resolution;
+use crate::deliver::remote::{Client, Outgoing, RecipientResult};
+use crate::deliver::{DeliveryError, maildir};
+use crate::envelope::{Address, Route};
+use crate::message::delivery_headers;
+
+/// The most header bytes of the original message a report quotes.
+const MAX_QUOTED_HEADERS: usize = 64 * 1024;
+
+impl Queue {
+    /// Delivers message `id` to every pending recipient and records the outcome.
+    pub(super) async fn attempt(
+        self: &Arc<Queue>,
+        id: QueueId,
+        settings: &Settings,
+        client: &Client,
+        jitter: f64,
+    ) {
+        let mut message = match self.store.message(id) {
+            Ok(Some(m)) => m,
+            Ok(None) => return self.finished(id, Some(unix_now() + HOLD_BROKEN)),
+            Err(e) => {
+                log::error!(target: "mail", "id={id} status=error error=\"{e}; held for an hour\"");
+                return self.finished(id, Some(unix_now() + HOLD_BROKEN));
+            }
+        };
+        let mut results: Vec<Option<RecipientResult>> = vec![None; message.recipients.len()];
+        let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in message.recipients.iter().enumerate() {
+            if r.status != Status::Pending {
+                continue;
+            }
+            match &r.route {
+                Route::Local { user, domain } => {
+                    results[i] = Some(self.deliver_local(&message, user, domain, settings).await);
+                }
+                Route::Remote(a) => remote.entry(a.domain().as_str().to_string()).or_default().push(i),
+            }
+        }
+        for (domain, indexes) in remote {
+            let recipients: Vec<Address> = indexes
+                .iter()
+                .filter_map(|&i| match &message.recipients[i].route {
+                    Route::Remote(a) => Some(a.clone()),
+                    Route::Local { .. } => None,
+                })
+                .collect();
+            let store = &self.store;
+            let piece = move |n: u32| store.chunk(id, n).map_err(|e| std::io::Error::other(e.to_string()));
+            let outgoing = Outgoing {
+                sender: message.sender.as_ref(),
+                recipients: &recipients,
+                size: message.size,
+                piece: &piece,
+            };
+            let outcome = client.deliver(&domain, &outgoing).await;
+            for (i, result) in indexes.into_iter().zip(outcome) {
+                results[i] = Some(result);
+            }
+        }
+        let report = self.settle(&mut message, results, settings, jitter);
+        self.record(message, report);
+    }
+
+    async fn deliver_local(
+        &self,
+        message: &Message,
+        user: &str,
+        domain: &crate::envelope::Domain,
+        settings: &Settings,
+    ) -> RecipientResult {
+        if !settings.accounts.is_user(user, domain) {
+            return Err(DeliveryError::Permanent(format!("5.1.1 mailbox {user}@{domain} no longer exists")));
+        }
+        let config = &settings.config;
+        let dir = maildir::path(&config.mail_root, domain.as_str(), user);
+        let headers = delivery_headers(
+            message.sender.as_ref().map(ToString::to_string).as_deref(),
+            &format!("{user}@{domain}"),
+        );
+        let hostname = config.hostname.clone();
+        let store = Arc::clone(&self.store);
+        let m = message.clone();
+        let _permit = self.local.acquire().await;
+        smol::unblock(move || {
+            maildir::deliver(&dir, &hostname, &headers, m.size, |w| {
+                store.read_body(&m, |piece| w.write_all(piece)).map_err(|e| match e {
+                    ReadError::Io(io) => io,
+                    ReadError::Store(s) => std::io::Error::other(s.to_string()),
+                })
+            })
+            .map(|path| path.display().to_string())
+        })
+        .await
+    }
+
+    /// Applies the results to the message's recipients, logs each, sets the
+    /// next attempt, and writes the report the changes call for.
+    pub(super) fn settle(
+        &self,
+        message: &mut Message,
+        results: Vec<Option<RecipientResult>>,
+        settings: &Settings,
+        jitter: f64,
+    ) -> Option<Box<(Message, Vec<u8>)>> {
+        let id = message.id;
+        let config = &settings.config;
+        let schedule = Schedule::new(&config.queue);
+        let now = unix_now();
+        let expired = schedule.expired(message.arrived, now);
+        let mut failed = Vec::new();
+        let mut delayed = Vec::new();
+        for (r, result) in message.recipients.iter_mut().zip(results) {
+            let Some(result) = result else { continue };
+            r.attempts += 1;
+            let to = r.route.address();
+            match result {
+                Ok(how) => {
+                    r.status = Status::Delivered;
+                    r.last_error.clear();
+                    log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result=\"{how}\"", r.attempts);
+                }
+                Err(DeliveryError::Permanent(e)) => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error=\"{e}\"");
+                    r.status = Status::Failed;
+                    r.last_error = e;
+                    failed.push(report_for(r, "5.0.0"));
+                }
+                Err(DeliveryError::Transient(e)) if expired => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error=\"{e}\"");
+                    r.status = Status::Failed;
+                    r.last_error = e;
+                    failed.push(report_for(r, "4.4.7"));
+                }
+                Err(DeliveryError::Transient(e)) => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error=\"{e}\"", r.attempts);
+                    r.last_error = e;
+                    delayed.push(report_for(r, "4.0.0"));
+                }
+            }
+        }
+        let attempts =
+            message.recipients.iter().filter(|r| r.status == Status::Pending).map(|r| r.attempts).max();
+        message.next_attempt = now + schedule.delay(attempts.unwrap_or(1).max(1), jitter).as_secs().max(1);
+        if !failed.is_empty() {
+            return self.report(message, bounce::Kind::Failed, &failed, settings);
+        }
+        let late = now.saturating_sub(message.arrived) >= config.queue.delay_notice.as_secs();
+        if !delayed.is_empty() && late && !message.delay_notified && message.kind == Kind::Normal {
+            message.delay_notified = true;
+            return self.report(message, bounce::Kind::Delayed, &delayed, settings);
+        }
+        None
+    }
+
+    /// A delivery report on `message` for `recipients`, as a new queued
+    /// message: to the sender; for a failed report, to postmaster once; a
+    /// failed report to postmaster is dropped. Never to `<>`.
+    fn report(
+        &self,
+        message: &Message,
+        kind: bounce::Kind,
+        recipients: &[RecipientReport],
+        settings: &Settings,
+    ) -> Option<Box<(Message, Vec<u8>)>> {
+        let id = message.id;
+        let accounts = &settings.accounts;
+        let (to, report_kind) = match (message.kind, &message.sender) {
+            (Kind::Normal, Some(sender)) => (sender.clone(), Kind::Bounce),
+            (Kind::Normal, None) => {
+                log::info!(target: "mail", "id={id} status=no-report reason=\"null sender\"");
+                return None;
+            }
+            (Kind::Bounce, _) if kind == bounce::Kind::Failed => {
+                (Address::new("postmaster", accounts.primary_domain().clone()), Kind::DoubleBounce)
+            }
+            (Kind::Bounce, _) => return None,
+            (Kind::DoubleBounce, _) => {
+                log::warn!(target: "mail", "id={id} status=dropped reason=\"a report to postmaster could not be delivered\"");
+                return None;
+            }
+        };
+        let routes = match accounts.resolve(&to) {
+            Resolution::Deliver(routes) => routes,
+            Resolution::NotLocal => vec![Route::Remote(to.clone())],
+            Resolution::UnknownUser => {
+                log::warn!(target: "mail", "id={id} status=no-report reason=\"no local mailbox for <{to}>\"");
+                return None;
+            }
+        };
+        let mut quoted = self.store.chunk(id, 0).ok().flatten().unwrap_or_default();
+        if let Ok(Some(first)) = self.store.chunk(id, 1) {
+            quoted.extend_from_slice(&first[..first.len().min(MAX_QUOTED_HEADERS)]);
+        }
+        let report_id = self.store.new_id();
+        let hostname = &settings.config.hostname;
+        let now = SystemTime::now();
+        let message_id = format!("<{report_id}.dsn@{hostname}>");
+        let boundary = format!("{report_id}/{hostname}");
+        let body = bounce::render(&Dsn {
+            kind,
+            reporting_mta: hostname,
+            queue_id: &id.to_string(),
+            original_sender: &to.to_string(),
+            arrival: UNIX_EPOCH + Duration::from_secs(message.arrived),
+            now,
+            recipients,
+            original_headers: bounce::header_section(&quoted, MAX_QUOTED_HEADERS),
+            message_id: &message_id,
+            boundary: &boundary,
+        });
+        let unix = unix_now();
+        let report = Message {
+            id: report_id,
+            arrived: unix,
+            sender: None,
+            size: body.len() as u64,
+            chunks: 1,
+            next_attempt: unix,
+            kind: report_kind,
+            delay_notified: false,
+            recipients: routes
+                .into_iter()
+                .map(|route| Recipient {
+                    route,
+                    status: Status::Pending,
+                    attempts: 0,
+                    last_error: String::new(),
+                })
+                .collect(),
+        };
+        let what = if kind == bounce::Kind::Failed { "bounced" } else { "delay-notice" };
+        log::info!(target: "mail", "id={id} status={what} report={report_id} to=<{to}>");
+        Some(Box::new((report, body)))
+    }
+}
+
+/// The report line for one recipient, its status taken from the error text
+/// (`550 5.1.1 ...` or `5.1.1 ...`) or `default`.
+fn report_for(r: &Recipient, default: &str) -> RecipientReport {
+    RecipientReport {
+        recipient: r.route.address(),
+        status: status_in(&r.last_error).unwrap_or_else(|| default.to_string()),
+        diagnostic: (!r.last_error.is_empty()).then(|| r.last_error.clone()),
+        remote_mta: None,
+    }
+}
+
+/// The first enhanced status code (`4.x.y` or `5.x.y`) among the first
+/// words of a reply or error text.
+fn status_in(text: &str) -> Option<String> {
+    text.split_whitespace().take(3).find_map(|w| {
+        let mut parts = w.split('.');
+        let class = parts.next()?;
+        let (a, b) = (parts.next()?, parts.next()?);
+        let ok = matches!(class, "2" | "4" | "5")
+            && parts.next().is_none()
+            && [a, b].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()));
+        ok.then(|| w.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_in_error_texts() {
+        let cases = [
+            ("550 5.1.1 <bob@example.org>: no such user", Some("5.1.1")),
+            ("5.1.10 example.org accepts no mail (null MX)", Some("5.1.10")),
+            ("451 try again later", None),
+            ("mx.example.org [192.0.2.1]: cannot connect: refused", None),
+            ("4.4.3 lookup timed out", Some("4.4.3")),
+            ("552 5.3.4 message size 100 exceeds", Some("5.3.4")),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(status_in(text).as_deref(), want, "{text}");
+        }
+    }
+}
