@@ -2,6 +2,9 @@
 //! a config in a temp dir, reads its log, and talks to it with real clients.
 #![allow(dead_code)]
 
+pub mod dns;
+pub mod mx;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
