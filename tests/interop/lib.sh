@@ -27,7 +27,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*"; echo "--- postern log"; cat "$T/log" 2>/dev/null || true; exit 1; }
+fail() {
+  echo "FAIL: $*"
+  echo "--- postern log"; tail -40 "$T/log" 2>/dev/null || true
+  for f in ${EXTRA_LOGS:-}; do echo "--- $f"; tail -40 "$f" 2>/dev/null || true; done
+  exit 1
+}
 passed=0
 check() { passed=$((passed + 1)); echo "ok: $*"; }
 
