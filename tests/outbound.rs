@@ -318,3 +318,34 @@ fn queue(p: &Postern, args: &[&str]) -> String {
     assert!(out.status.success(), "queue {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn messages_to_one_destination_share_a_connection_and_keep_dot_stuffing() {
+    let dns = Dns::start();
+    let remote = FakeMx::start(|_| Behaviour::Rcpt("250 2.1.5 ok"));
+    dns.mx("remote.test", "mx.remote.test", LOCALHOST);
+    // One attempt at a time, so each message finds the last one's connection.
+    let config = outbound(&dns, remote.addr.port(), "retry_first = \"1s\"\n")
+        .replace("[outbound]\n", "[outbound]\nmax_concurrent = 1\n");
+    let a = Postern::start(&config);
+    for i in 0..3 {
+        send(
+            &a,
+            "alice@example.com",
+            &["bob@remote.test"],
+            &format!("Subject: n{i}\r\n\r\n..leading dot\r\nbody {i}"),
+        );
+    }
+    wait_for("three deliveries", || (remote.received().len() == 3).then_some(()));
+    let got = remote.received();
+    assert!(
+        got.iter().all(|m| m.data.contains("\r\n..leading dot\r\n")),
+        "dot-stuffed on the wire: {:?}",
+        got[0].data
+    );
+    assert!(
+        remote.connections.load(Ordering::SeqCst) < 3,
+        "{} connections for 3 messages",
+        remote.connections.load(Ordering::SeqCst)
+    );
+}

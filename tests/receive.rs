@@ -523,3 +523,18 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
     let mut c = p.raw();
     assert!(c.cmd("NOOP").starts_with("250"));
 }
+
+#[test]
+fn smtputf8_mail_is_recorded_as_such_in_received() {
+    let p = Postern::start("");
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    assert!(c.cmd("MAIL FROM:<jörg@remote.example> SMTPUTF8").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<alice@example.com>").starts_with("250"));
+    c.cmd("DATA");
+    assert!(c.cmd("Subject: grüße\r\n\r\nhallo\r\n.").starts_with("250"));
+    let files = p.wait_inbox("example.com", "alice", 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains(" with UTF8SMTP id "), "{text}");
+    assert!(text.starts_with("Return-Path: <jörg@remote.example>\n"), "{text}");
+}

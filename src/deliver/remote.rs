@@ -41,6 +41,10 @@ const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The longest reply we read: more is a broken or hostile server.
 const MAX_REPLY: usize = 64 * 1024;
 
+/// How long a connection is kept open after a transaction for the next
+/// message to the same destination.
+const KEEP_IDLE: Duration = Duration::from_secs(5);
+
 /// What happened to one recipient: the server's reply, or why it failed.
 pub type RecipientResult = Result<String, DeliveryError>;
 
@@ -63,6 +67,15 @@ pub struct Client {
     resolver: Resolver,
     opportunistic: Arc<ClientConfig>,
     verified: Arc<ClientConfig>,
+    /// Open connections after a transaction, by destination, for reuse.
+    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<Idle>>>,
+}
+
+/// A connection waiting for the next message to the same destination.
+struct Idle {
+    conn: Conn,
+    ehlo: Reply,
+    since: std::time::Instant,
 }
 
 impl std::fmt::Debug for Client {
@@ -124,6 +137,7 @@ impl Client {
             resolver,
             opportunistic: Arc::new(opportunistic),
             verified: Arc::new(verified),
+            idle: std::sync::Mutex::default(),
         })
     }
 
@@ -141,19 +155,92 @@ impl Client {
     /// recipient, in order.
     pub async fn deliver(&self, domain: &str, msg: &Outgoing<'_>) -> Vec<RecipientResult> {
         let all = |e: DeliveryError| vec![Err(e); msg.recipients.len()];
-        match self.smarthost(domain) {
-            Some(host) => match self.via_smarthost(host, msg).await {
-                Ok(results) => results,
-                Err(e) => all(e),
-            },
-            None => match self.via_mx(domain, msg).await {
-                Ok(results) => results,
-                Err(e) => all(e),
-            },
+        let smarthost = self.smarthost(domain);
+        let key = match smarthost {
+            Some(h) => format!("relay {}:{}", h.host, h.port),
+            None => format!("mx {domain}"),
+        };
+        match self.reuse(&key, msg).await {
+            Some(Ok(results)) => return results,
+            Some(Err(e)) => return all(e),
+            None => {}
+        }
+        let result = match smarthost {
+            Some(host) => self.via_smarthost(&key, host, msg).await,
+            None => self.via_mx(&key, domain, msg).await,
+        };
+        result.unwrap_or_else(all)
+    }
+
+    /// Sends over a connection left open by an earlier message to the same
+    /// destination, if one is still good; `None` when there is none.
+    async fn reuse(
+        &self,
+        key: &str,
+        msg: &Outgoing<'_>,
+    ) -> Option<Result<Vec<RecipientResult>, DeliveryError>> {
+        let o = &self.outbound;
+        loop {
+            let idle = {
+                let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let list = map.get_mut(key)?;
+                let idle = list.pop();
+                if list.is_empty() {
+                    map.remove(key);
+                }
+                idle?
+            };
+            let Idle { mut conn, ehlo, since } = idle;
+            if since.elapsed() > KEEP_IDLE {
+                continue;
+            }
+            match conn.command("RSET", o.command_timeout).await {
+                Ok(r) if r.code == 250 => {}
+                _ => continue,
+            }
+            match conn.transaction(&ehlo, msg, o.command_timeout, o.data_timeout).await {
+                Ok(results) => {
+                    self.keep(key, conn, ehlo);
+                    return Some(Ok(results));
+                }
+                Err(Failure::All(e)) => return Some(Err(e)),
+                Err(Failure::NextHost(e)) => log::debug!("outbound: a reused connection failed: {e}"),
+            }
         }
     }
 
-    async fn via_mx(&self, domain: &str, msg: &Outgoing<'_>) -> Result<Vec<RecipientResult>, DeliveryError> {
+    /// Keeps a connection for the next message to `key`.
+    fn keep(&self, key: &str, conn: Conn, ehlo: Reply) {
+        let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string()).or_default().push(Idle { conn, ehlo, since: std::time::Instant::now() });
+    }
+
+    /// Says goodbye on connections nobody used for a while; the runner calls
+    /// this whenever it wakes.
+    pub async fn close_idle(&self) {
+        let stale: Vec<Idle> = {
+            let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stale = Vec::new();
+            for list in map.values_mut() {
+                let (old, fresh): (Vec<Idle>, Vec<Idle>) =
+                    list.drain(..).partition(|i| i.since.elapsed() > KEEP_IDLE);
+                *list = fresh;
+                stale.extend(old);
+            }
+            map.retain(|_, list| !list.is_empty());
+            stale
+        };
+        for mut idle in stale {
+            let _ = idle.conn.command("QUIT", Duration::from_secs(2)).await;
+        }
+    }
+
+    async fn via_mx(
+        &self,
+        key: &str,
+        domain: &str,
+        msg: &Outgoing<'_>,
+    ) -> Result<Vec<RecipientResult>, DeliveryError> {
         let hosts = self.resolver.mx(domain).await.map_err(|e| match e {
             DnsError::NoSuchDomain(s) => DeliveryError::Permanent(format!("5.1.2 {s}")),
             DnsError::NullMx(s) => DeliveryError::Permanent(format!("5.1.10 {s}")),
@@ -163,7 +250,7 @@ impl Client {
         for host in &hosts {
             for ip in &host.addrs {
                 let addr = SocketAddr::new(*ip, self.outbound.mx_port);
-                match self.session(addr, &host.name, None, msg).await {
+                match self.session(key, addr, &host.name, None, msg).await {
                     Ok(results) => return Ok(results),
                     Err(Failure::NextHost(e)) => {
                         log::debug!("outbound: {} [{addr}]: {e}", host.name);
@@ -178,6 +265,7 @@ impl Client {
 
     async fn via_smarthost(
         &self,
+        key: &str,
         host: &Smarthost,
         msg: &Outgoing<'_>,
     ) -> Result<Vec<RecipientResult>, DeliveryError> {
@@ -196,7 +284,7 @@ impl Client {
         let mut last = format!("4.4.1 smarthost {} has no address", host.host);
         for ip in addrs {
             let addr = SocketAddr::new(ip, host.port);
-            match self.session(addr, &host.host, Some(host), msg).await {
+            match self.session(key, addr, &host.host, Some(host), msg).await {
                 Ok(results) => return Ok(results),
                 Err(Failure::NextHost(e)) => {
                     log::warn!("outbound: smarthost {} [{addr}]: {e}", host.host);
@@ -211,6 +299,7 @@ impl Client {
     /// One SMTP conversation with one server address.
     async fn session(
         &self,
+        key: &str,
         addr: SocketAddr,
         name: &str,
         smarthost: Option<&Smarthost>,
@@ -275,7 +364,8 @@ impl Client {
             }
         }
         let results = conn.transaction(&ehlo, msg, o.command_timeout, o.data_timeout).await?;
-        let _ = conn.command("QUIT", Duration::from_secs(5)).await;
+        // QUIT comes later: the next message to this destination may use it.
+        self.keep(key, conn, ehlo);
         Ok(results)
     }
 }

@@ -132,7 +132,7 @@ impl Queue {
 
     /// Runs the delivery loop until the process ends: looks for due messages
     /// and runs an attempt for each as a task on `ex`, at most
-    /// `max_concurrent + delivery_workers` at once.
+    /// `[outbound] max_concurrent` at once.
     pub async fn run(
         self: Arc<Queue>,
         settings: SharedSettings,
@@ -146,8 +146,9 @@ impl Queue {
         let mut jitter = Jitter::new(0);
         loop {
             let settings_now = current(&settings);
-            let cap =
-                settings_now.config.outbound.max_concurrent + settings_now.config.limits.delivery_workers;
+            // Attempts at once; Maildir writes have their own, smaller cap.
+            let cap = settings_now.config.outbound.max_concurrent.max(1);
+            client.close_idle().await;
             let now = unix_now();
             held.retain(|_, until| *until > now);
             for message in unrecorded.drain(..) {
@@ -166,6 +167,7 @@ impl Queue {
                             break;
                         }
                         busy.insert(id);
+                        log::debug!("runner: attempt {id} ({} busy of {cap})", busy.len());
                         let task = Arc::clone(&self).attempt_guarded(
                             id,
                             Arc::clone(&settings_now),

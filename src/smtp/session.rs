@@ -595,6 +595,15 @@ max_message_size = "1K"
     }
 
     #[test]
+    fn an_over_long_answer_ends_the_auth_exchange() {
+        let mut s = submission(true);
+        s.command(b"EHLO laptop");
+        assert_eq!(code_of(s.command(b"AUTH LOGIN")), 334);
+        assert_eq!(code_of(s.line_too_long()), 500);
+        assert_eq!(code_of(s.command(b"EHLO laptop")), 250, "the next line is a command again");
+    }
+
+    #[test]
     fn logged_in_users_send_as_themselves_and_relay() {
         let mut s = submission(true);
         s.command(b"EHLO laptop");

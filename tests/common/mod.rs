@@ -198,7 +198,7 @@ fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
         .args(["serve", "--config"])
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", std::env::var("POSTERN_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
