@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-/// How the server behaves in the `n`-th connection (0-based).
+/// How the server behaves in the `n`-th mail transaction (0-based, counted
+/// across connections: a client may reuse a connection), or, for
+/// [`Behaviour::Silent`], in the `n`-th connection.
 pub type Script = dyn Fn(usize) -> Behaviour + Send + Sync;
 
 #[derive(Clone, Debug)]
 pub enum Behaviour {
     /// Reply to every RCPT with this line, e.g. "250 2.1.5 ok" or "451 4.3.0 later".
     Rcpt(&'static str),
-    /// Accept the connection and say nothing.
+    /// Accept the connection and say nothing (chosen by connection number).
     Silent,
     /// Take the whole message, then never answer the final dot.
     HangAfterData,
@@ -52,6 +54,7 @@ impl FakeMx {
         let stop = Arc::new(AtomicBool::new(false));
         let script: Arc<Script> = Arc::new(script);
         let hung = Arc::new(AtomicUsize::new(0));
+        let transactions = Arc::new(AtomicUsize::new(0));
         let (c, r, s, h) =
             (Arc::clone(&connections), Arc::clone(&received), Arc::clone(&stop), Arc::clone(&hung));
         thread::spawn(move || {
@@ -59,10 +62,11 @@ impl FakeMx {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let n = c.fetch_add(1, Ordering::SeqCst);
-                        let behaviour = script(n);
+                        let silent = matches!(script(n), Behaviour::Silent);
                         let (r, s, h) = (Arc::clone(&r), Arc::clone(&s), Arc::clone(&h));
+                        let (script, t) = (Arc::clone(&script), Arc::clone(&transactions));
                         thread::spawn(move || {
-                            let _ = serve(stream, behaviour, &r, &s, &h);
+                            let _ = serve(stream, silent, &*script, &t, &r, &s, &h);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -85,14 +89,16 @@ impl Drop for FakeMx {
 
 fn serve(
     stream: TcpStream,
-    behaviour: Behaviour,
+    silent: bool,
+    script: &Script,
+    transactions: &AtomicUsize,
     received: &Mutex<Vec<Received>>,
     stop: &AtomicBool,
     hung: &AtomicUsize,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut out = stream.try_clone()?;
-    if let Behaviour::Silent = behaviour {
+    if silent {
         while !stop.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(50));
         }
@@ -101,6 +107,7 @@ fn serve(
     let mut input = BufReader::new(stream);
     out.write_all(b"220 fake.mx.test ESMTP\r\n")?;
     let (mut from, mut to) = (String::new(), Vec::new());
+    let mut behaviour = Behaviour::Rcpt("250 2.1.5 ok");
     let mut line = String::new();
     loop {
         line.clear();
@@ -112,6 +119,7 @@ fn serve(
         if upper.starts_with("EHLO") {
             out.write_all(b"250-fake.mx.test\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250 8BITMIME\r\n")?;
         } else if upper.starts_with("MAIL FROM:") {
+            behaviour = script(transactions.fetch_add(1, Ordering::SeqCst));
             from = cmd[10..].split_whitespace().next().unwrap_or("").to_string();
             to.clear();
             out.write_all(b"250 2.1.0 ok\r\n")?;
