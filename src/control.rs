@@ -32,9 +32,12 @@ pub fn listen(data_dir: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What `status` answers, made by the caller.
+pub type Status = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves one command per connection: a line in, `ok` or `error: ...` and
-/// the output back.
-pub async fn serve(listener: UnixListener, queue: Arc<Queue>, settings: SharedSettings) {
+/// the output back. Besides the queue commands, `status`.
+pub async fn serve(listener: UnixListener, queue: Arc<Queue>, settings: SharedSettings, status: Status) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let mut reader = BufReader::new(stream.clone().take(4096));
@@ -45,6 +48,7 @@ pub async fn serve(listener: UnixListener, queue: Arc<Queue>, settings: SharedSe
         let words: Vec<&str> = line.split_whitespace().collect();
         let current = Arc::clone(&*settings.read().unwrap_or_else(|p| p.into_inner()));
         let answer = match Command::parse(&words) {
+            _ if words == ["status"] => format!("ok\n{}", status()),
             Ok(cmd) => match admin::run(&queue, &current, &cmd).await {
                 Ok(out) => format!("ok\n{out}"),
                 Err(e) => format!("error: {e}\n"),
@@ -62,6 +66,14 @@ pub async fn serve(listener: UnixListener, queue: Arc<Queue>, settings: SharedSe
 /// # Errors
 /// When the server answers with an error, or the exchange breaks.
 pub fn request(data_dir: &Path, cmd: &Command) -> Result<Option<String>, String> {
+    request_line(data_dir, &cmd.to_line())
+}
+
+/// Sends one raw command line; see [`request`].
+///
+/// # Errors
+/// As [`request`].
+pub fn request_line(data_dir: &Path, line: &str) -> Result<Option<String>, String> {
     let path = path(data_dir);
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
@@ -71,7 +83,7 @@ pub fn request(data_dir: &Path, cmd: &Command) -> Result<Option<String>, String>
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     let mut talk = || -> io::Result<String> {
-        stream.write_all(format!("{}\n", cmd.to_line()).as_bytes())?;
+        stream.write_all(format!("{line}\n").as_bytes())?;
         let mut reader = io::BufReader::new(&stream);
         let mut status = String::new();
         reader.read_line(&mut status)?;

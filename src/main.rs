@@ -10,7 +10,9 @@ const USAGE: &str = "usage:
   postern check-config [--config PATH]                 check a config file and exit
   postern passwd USER@DOMAIN [--stdin]                 print an argon2id hash for the config
   postern queue [--config PATH] list | show ID | retry ID|--all | delete ID | bounce ID
-  mailq                                                the same as `postern queue list`
+  postern status [--config PATH]                       what the running server is doing
+  postern sendmail [options] [recipient ...]           submit a message read from stdin
+  mailq, sendmail                                      the same as `postern queue list`, `postern sendmail`
 
 The config defaults to /etc/postern/postern.toml. --default-config runs on the
 built-in development config: ports 2525/2587/2465 on 127.0.0.1, data under ./data.";
@@ -59,6 +61,9 @@ fn main() -> ExitCode {
     if program == "mailq" {
         args.insert(0, "queue".into());
     }
+    if program == "sendmail" {
+        args.insert(0, "sendmail".into());
+    }
     let Some(cmd) = args.first() else {
         eprintln!("{USAGE}");
         return ExitCode::from(EX_USAGE);
@@ -103,6 +108,8 @@ fn main() -> ExitCode {
         }
         "passwd" => passwd(rest),
         "queue" => queue(rest),
+        "status" => status(rest),
+        "sendmail" => sendmail(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -266,6 +273,76 @@ fn queue(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!("postern: {e}");
             ExitCode::from(EX_DATAERR)
+        }
+    }
+}
+
+/// `postern status`: asks the running server.
+fn status(args: &[String]) -> ExitCode {
+    let config_path = match args {
+        [] => PathBuf::from(DEFAULT_CONFIG),
+        [flag, path] if flag == "--config" || flag == "-c" => PathBuf::from(path),
+        _ => {
+            eprintln!("postern: usage: postern status [--config PATH]");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match postern::control::request_line(&config.data_dir, "status") {
+        Ok(Some(out)) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("postern: no server is running on {}", config.data_dir.display());
+            ExitCode::from(postern::sendmail::EX_UNAVAILABLE)
+        }
+        Err(e) => {
+            eprintln!("postern: {e}");
+            ExitCode::from(EX_DATAERR)
+        }
+    }
+}
+
+/// `postern sendmail` / `sendmail`: see `postern::sendmail`.
+fn sendmail(args: &[String]) -> ExitCode {
+    use postern::sendmail::{self, Target};
+    let opts = match sendmail::parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sendmail: {e}");
+            return ExitCode::from(sendmail::EX_USAGE);
+        }
+    };
+    let path = opts.config.clone().map_or(PathBuf::from(DEFAULT_CONFIG), PathBuf::from);
+    if opts.list_queue {
+        return queue(&["--config".to_string(), path.display().to_string(), "list".to_string()]);
+    }
+    // An unprivileged user may not read the config: then loopback port 25.
+    let target = match Config::load(&path) {
+        Ok(config) => Target::from_config(&config),
+        Err(_) if opts.config.is_none() => Target::fallback(),
+        Err(e) => {
+            eprintln!("sendmail: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let result = if opts.smtp {
+        sendmail::relay_smtp(&target)
+    } else {
+        sendmail::send(&opts, &target, std::io::stdin())
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("sendmail: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }

@@ -157,6 +157,9 @@ impl Connections {
 pub struct Server {
     settings: SharedSettings,
     queue: Arc<Queue>,
+    /// Dropped to tell every listener and session that the server stops.
+    stop_tx: Mutex<Option<smol::channel::Sender<()>>>,
+    stop_rx: smol::channel::Receiver<()>,
     conns: Arc<Connections>,
     tls: RwLock<Arc<ServerConfig>>,
     auth_failures: Mutex<FailureLimiter>,
@@ -172,14 +175,38 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A server over an open queue with a TLS config.
     pub fn new(settings: SharedSettings, queue: Arc<Queue>, tls: Arc<ServerConfig>) -> Arc<Server> {
+        let (stop_tx, stop_rx) = smol::channel::bounded(1);
         Arc::new(Server {
             settings,
             queue,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
             conns: Arc::default(),
             tls: RwLock::new(tls),
             auth_failures: Mutex::new(FailureLimiter::new(AUTH_FAILURES_PER_MINUTE, Duration::from_secs(60))),
             verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
         })
+    }
+
+    /// Stops accepting connections; sessions end after their current
+    /// transaction with `421`.
+    pub fn shutdown(&self) {
+        self.stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// True once [`Server::shutdown`] was called.
+    pub fn stopping(&self) -> bool {
+        self.stop_rx.is_closed()
+    }
+
+    /// Resolves when the server is told to stop.
+    async fn stopped(&self) {
+        let _ = self.stop_rx.recv().await;
+    }
+
+    /// How many client connections are open.
+    pub fn open_connections(&self) -> usize {
+        self.conns.total.load(Ordering::SeqCst)
     }
 
     /// Uses `tls` for handshakes from now on; connections already open keep theirs.
@@ -223,7 +250,15 @@ impl Server {
     /// Accepts connections on `listener` forever, one task each.
     pub async fn serve(self: Arc<Self>, ex: Arc<Executor<'static>>, listener: TcpListener, port: Port) {
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = listener.accept().or(async {
+                self.stopped().await;
+                Err(io::Error::other("stopping"))
+            });
+            let accepted = accepted.await;
+            if self.stopping() {
+                return;
+            }
+            let (stream, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little
@@ -428,17 +463,38 @@ struct Conn {
 
 impl Conn {
     async fn read_more(&mut self, limit: Duration) -> io::Result<()> {
+        self.read_or_stop(limit, None).await.map(|_| ())
+    }
+
+    /// Reads more bytes from the client; with `stop`, gives up early (and
+    /// returns true) when the server is told to stop. Never leaves the input
+    /// buffer half-changed, whichever comes first.
+    async fn read_or_stop(&mut self, limit: Duration, stop: Option<&Server>) -> io::Result<bool> {
         if self.inbuf.pos > 0 {
             self.inbuf.data.drain(..self.inbuf.pos);
             self.inbuf.pos = 0;
         }
         let start = self.inbuf.data.len();
         self.inbuf.data.resize(start + READ_SIZE, 0);
-        let n = self.io.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await;
-        self.inbuf.data.truncate(start + *n.as_ref().unwrap_or(&0));
-        match n? {
-            0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection")),
-            _ => Ok(()),
+        let read = async { Some(self.io.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await) };
+        let stopped = async {
+            match stop {
+                Some(server) => server.stopped().await,
+                None => smol::future::pending::<()>().await,
+            }
+            None
+        };
+        let n = read.or(stopped).await;
+        let got = match &n {
+            Some(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.inbuf.data.truncate(start + got);
+        match n {
+            None => Ok(true),
+            Some(Ok(0)) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed the connection")),
+            Some(Ok(_)) => Ok(false),
+            Some(Err(e)) => Err(e),
         }
     }
 
@@ -484,7 +540,13 @@ impl Conn {
                 Line::Partial => {
                     // Pipelined replies go out when no further command is waiting.
                     self.flush().await?;
-                    self.read_more(deadline.saturating_duration_since(Instant::now())).await?;
+                    if server.stopping() && !session.in_transaction() {
+                        return self.close_for_shutdown(settings).await;
+                    }
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    // In a transaction after the stop, the client may finish it.
+                    let stop = if server.stopping() { None } else { Some(server) };
+                    self.read_or_stop(wait, stop).await?;
                     continue;
                 }
                 Line::TooLong { used, ended: false } => {
@@ -511,7 +573,13 @@ impl Conn {
             };
             deadline = Instant::now() + self.command_timeout;
             match action {
-                Action::Reply(r) => r.write_to(&mut self.out),
+                Action::Reply(r) => {
+                    if r.code == 554 && r.status == "5.7.1" {
+                        // For fail2ban: see config/fail2ban/postern.conf.
+                        log::warn!("relay refused client=[{}] {}", session.client_ip(), r.lines[0]);
+                    }
+                    r.write_to(&mut self.out)
+                }
                 Action::Close(r) => {
                     r.write_to(&mut self.out);
                     return self.flush().await;
@@ -566,6 +634,12 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Says `421` and ends the session because the server stops.
+    async fn close_for_shutdown(&mut self, settings: &Settings) -> io::Result<()> {
+        reply::shutting_down(&settings.config.hostname).write_to(&mut self.out);
+        self.flush().await
     }
 
     /// Reads one message after `354`, storing it piece by piece, and returns

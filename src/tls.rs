@@ -10,6 +10,8 @@ use rustls::ServerConfig;
 use rustls::crypto::ring::default_provider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+#[cfg(test)]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 
@@ -62,7 +64,7 @@ fn generated_paths(config: &Config) -> (PathBuf, PathBuf) {
 /// # Errors
 /// When a file cannot be read, holds no certificate or key, the key does not
 /// match the certificate, or the generated pair cannot be written.
-pub fn load(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn load(config: &Config) -> Result<Loaded, TlsError> {
     let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -75,10 +77,76 @@ pub fn load(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let (chain, key) = read_pair(&cert_path, &key_path)?;
     let fingerprint = fingerprint(&chain[0]);
+    let expires = not_after(&chain[0]);
     let server = server_config(chain, key)
         .map_err(|e| TlsError(format!("{} and {}: {e}", cert_path.display(), key_path.display())))?;
     log::info!("TLS certificate {} sha256 fingerprint {fingerprint}", cert_path.display());
-    Ok(server)
+    Ok(Loaded { config: server, path: cert_path, expires })
+}
+
+/// A loaded certificate: the rustls config and what `postern status` shows.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The server config to hand to the acceptor.
+    pub config: Arc<ServerConfig>,
+    /// Where the certificate came from.
+    pub path: PathBuf,
+    /// Its notAfter, in unix seconds, when it could be read.
+    pub expires: Option<u64>,
+}
+
+/// The end of a certificate's validity (notAfter), in unix seconds. A small
+/// DER walk: Certificate, tbsCertificate, [version], serial, signature,
+/// issuer, validity.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+    /// One DER element at the start of `d`: (tag, contents, rest).
+    fn tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, d) = d.split_first()?;
+        let (&first, d) = d.split_first()?;
+        let (len, d) = if first < 0x80 {
+            (first as usize, d)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || d.len() < n {
+                return None;
+            }
+            (d[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize), &d[n..])
+        };
+        (d.len() >= len).then(|| (tag, &d[..len], &d[len..]))
+    }
+    let (_, certificate, _) = tlv(cert.as_ref())?;
+    let (_, tbs, _) = tlv(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, after) = tlv(rest)?;
+    if tag == 0xa0 {
+        rest = after; // explicit version
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.2; // serial, signature algorithm, issuer
+    }
+    let (_, validity, _) = tlv(rest)?;
+    let (_, after) = tlv(tlv(validity)?.2).map(|(t, c, r)| (r, (t, c)))?;
+    let (tag, text) = after;
+    let text = std::str::from_utf8(text).ok()?;
+    let digits = |s: &str| s.parse::<u64>().ok();
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy = digits(text.get(..2)?)?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
+        }
+        0x18 => (digits(text.get(..4)?)?, text.get(4..)?),
+        _ => return None,
+    };
+    let field = |i: usize| digits(rest.get(i..i + 2)?);
+    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    // Days from the civil date, after Howard Hinnant's days_from_civil.
+    let (y, m) = if month <= 2 { (year as i64 - 1, month + 9) } else { (year as i64, month - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m as i64 + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64).ok()
 }
 
 /// Checks the configured certificate and key without starting anything.
@@ -149,4 +217,24 @@ fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), Tls
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_after_reads_a_generated_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["mx.example".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 7, 15);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der = CertificateDer::from(cert.der().to_vec());
+        // 2031-07-15T00:00:00Z
+        assert_eq!(not_after(&der), Some(1_941_840_000));
+        let fresh = rcgen::generate_simple_self_signed(vec!["mx.example".to_string()]).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert!(not_after(&CertificateDer::from(fresh.cert.der().to_vec())).unwrap() > now);
+        assert_eq!(not_after(&CertificateDer::from(vec![0x30, 0x03, 0x02])), None);
+    }
 }

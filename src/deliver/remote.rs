@@ -322,7 +322,8 @@ impl Client {
         } else {
             Conn::new(Io::Plain(tcp))
         };
-        let greeting = conn.reply(o.connect_timeout).await.map_err(next)?;
+        // RFC 5321 4.5.3.2.1: up to 5 minutes for the greeting.
+        let greeting = conn.reply(o.command_timeout).await.map_err(next)?;
         if greeting.code != 220 {
             return Err(Failure::NextHost(format!("greeting: {}", greeting.text())));
         }

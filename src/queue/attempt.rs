@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::bounce::{self, Dsn, RecipientReport};
 use super::schedule::Schedule;
+use super::stats::Outcome;
 use super::store::{Kind, Message, QueueId, ReadError, Recipient, Status, unix_now};
 use super::{HOLD_BROKEN, Queue};
 use crate::Settings;
@@ -130,23 +131,27 @@ impl Queue {
             let to = r.route.address();
             match result {
                 Ok(how) => {
+                    self.stats.count(Outcome::Delivered, now);
                     r.status = Status::Delivered;
                     r.last_error.clear();
                     log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result=\"{how}\"", r.attempts);
                 }
                 Err(DeliveryError::Permanent(e)) => {
+                    self.stats.count(Outcome::Failed, now);
                     log::info!(target: "mail", "id={id} to=<{to}> status=failed error=\"{e}\"");
                     r.status = Status::Failed;
                     r.last_error = e;
                     failed.push(report_for(r, "5.0.0"));
                 }
                 Err(DeliveryError::Transient(e)) if expired => {
+                    self.stats.count(Outcome::Failed, now);
                     log::info!(target: "mail", "id={id} to=<{to}> status=expired error=\"{e}\"");
                     r.status = Status::Failed;
                     r.last_error = e;
                     failed.push(report_for(r, "4.4.7"));
                 }
                 Err(DeliveryError::Transient(e)) => {
+                    self.stats.count(Outcome::Deferred, now);
                     log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error=\"{e}\"", r.attempts);
                     r.last_error = e;
                     delayed.push(report_for(r, "4.0.0"));

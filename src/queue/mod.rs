@@ -15,6 +15,7 @@ pub mod admin;
 mod attempt;
 pub mod bounce;
 pub mod schedule;
+pub mod stats;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -63,9 +64,14 @@ enum Event {
 /// The configuration in force, replaceable while running.
 pub type SharedSettings = Arc<RwLock<Arc<Settings>>>;
 
+/// The outbound client in force, replaced when the config is reloaded.
+pub type SharedClient = Arc<RwLock<Arc<Client>>>;
+
 /// The handle sessions and the runner use; cheap to share in an `Arc`.
 pub struct Queue {
     store: Arc<Store>,
+    /// Outcomes of the last hour, for `postern status`.
+    pub stats: stats::Stats,
     /// Maildir deliveries running at once on the blocking pool.
     local: Semaphore,
     writes: Sender<(Write, Done)>,
@@ -95,7 +101,7 @@ impl Queue {
             .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
         let (events, events_rx) = channel::unbounded();
         let local = Semaphore::new(config.limits.delivery_workers.max(1));
-        Ok(Queue { store, local, writes, events, events_rx })
+        Ok(Queue { store, stats: stats::Stats::default(), local, writes, events, events_rx })
     }
 
     /// The store, for reads.
@@ -136,7 +142,7 @@ impl Queue {
     pub async fn run(
         self: Arc<Queue>,
         settings: SharedSettings,
-        client: Arc<Client>,
+        clients: SharedClient,
         ex: Arc<Executor<'static>>,
     ) {
         let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
@@ -148,6 +154,7 @@ impl Queue {
             let settings_now = current(&settings);
             // Attempts at once; Maildir writes have their own, smaller cap.
             let cap = settings_now.config.outbound.max_concurrent.max(1);
+            let client = Arc::clone(&*clients.read().unwrap_or_else(|p| p.into_inner()));
             client.close_idle().await;
             let now = unix_now();
             held.retain(|_, until| *until > now);

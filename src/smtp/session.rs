@@ -148,6 +148,11 @@ impl Session {
         }
     }
 
+    /// True between MAIL and the reply to the final dot (or RSET).
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.state, State::Mail(_) | State::Data(_))
+    }
+
     /// The port this session came in on.
     pub fn port(&self) -> Port {
         self.port

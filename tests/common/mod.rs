@@ -113,6 +113,11 @@ impl Postern {
         self.submissions = submissions;
     }
 
+    /// The exit status, once the server has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 . tests/interop/lib.sh
-install swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl openssl testssl.sh
+install swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl openssl testssl.sh fail2ban
 
 hash=$(printf 'sw0rdfish\n' | "$bin" passwd alice@example.com --stdin 2>/dev/null)
 cat > "$T/postern.toml" <<TOML
@@ -17,6 +17,8 @@ mail_root = "$T/mail"
 mx = ["127.0.0.1:0"]
 submission = ["127.0.0.1:0"]
 submissions = ["127.0.0.1:0"]
+[relay]
+trusted_networks = ["10.0.0.0/8"]
 [domains."example.com"]
 users = { alice = "$hash", bob = "" }
 TOML
@@ -66,5 +68,15 @@ for target in "127.0.0.1:$p465" "--starttls smtp 127.0.0.1:$p587"; do
   done
   check "testssl.sh $target: TLS 1.2 and 1.3 only, AEAD ciphers only"
 done
+
+# 4. fail2ban's own tool matches the lines the server really wrote.
+if swaks --server "127.0.0.1:$(port mx)" --from x@remote.example --to victim@elsewhere.example >"$T/s5" 2>&1; then
+  fail "relay accepted"
+fi
+grep -q "relay refused client=\[127.0.0.1\]" "$T/log" || fail "no relay refused line"
+fail2ban-regex "$T/log" config/fail2ban/postern.conf >"$T/f2b" 2>&1 || fail "fail2ban-regex: $(cat "$T/f2b")"
+want=$(grep -cE "auth failed client=|auth refused: too many failures|relay refused client=" "$T/log")
+grep -Eq "^Lines: [0-9]+ lines, 0 ignored, $want matched" "$T/f2b" || fail "fail2ban matched other than $want lines: $(cat "$T/f2b")"
+check "fail2ban-regex matches all $want auth-failure and relay lines of the real log"
 
 echo "interop submission-peers: $passed passed, 0 failed"

@@ -1,0 +1,196 @@
+//! End to end for living with the server: sendmail for local programs, SIGHUP
+//! reload, `postern status`, and a clean stop on SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{Postern, config_text, wait_for};
+
+/// Runs `postern sendmail --config CFG ARGS` (or `sendmail` through a link)
+/// with `input` on stdin; returns (exit code, stderr).
+fn sendmail(p: &Postern, program: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
+    let mut cmd = Command::new(program);
+    if program.ends_with("postern") {
+        cmd.arg("sendmail");
+    }
+    let mut child = cmd
+        .arg("--config")
+        .arg(&p.config)
+        .args(args)
+        .env("LOGNAME", "cron")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn postern_bin() -> std::path::PathBuf {
+    env!("CARGO_BIN_EXE_postern").into()
+}
+
+fn kill(p: &Postern, signal: &str) {
+    assert!(Command::new("kill").args([signal, &p.pid().to_string()]).status().unwrap().success());
+}
+
+#[test]
+fn cron_style_sendmail_t_reaches_a_local_maildir_and_the_queue() {
+    let p = Postern::start("");
+    let message = "To: alice@example.com, someone@elsewhere.example\nBcc: bob\nSubject: cron output\n\nbackup done\n.\nnot the end with -oi\n";
+    let (code, err) = sendmail(&p, &postern_bin(), &["-t", "-oi", "-F", "Cron Daemon"], message);
+    assert_eq!(code, 0, "{err}");
+    let alice = p.wait_inbox("example.com", "alice", 1);
+    let text = std::fs::read_to_string(&alice[0]).unwrap();
+    assert!(text.contains("From: \"Cron Daemon\" <cron@example.com>\n"), "{text}");
+    assert!(text.contains("\nDate: ") && text.contains("\nMessage-ID: <"), "{text}");
+    assert!(text.ends_with("\nbackup done\n.\nnot the end with -oi\n"), "{text}");
+    assert!(!text.contains("Bcc"), "{text}");
+    let bob = p.wait_inbox("example.com", "bob", 1);
+    assert!(!std::fs::read_to_string(&bob[0]).unwrap().contains("Bcc"));
+    p.wait_log(&["to=<someone@elsewhere.example>", "status=deferred"]);
+    p.wait_log(&["from=<cron@example.com>", "status=accepted"]);
+}
+
+#[test]
+fn sendmail_by_its_own_name_with_recipients_and_a_dot_ending() {
+    let p = Postern::start("");
+    let link = p.dir.path().join("sendmail");
+    std::os::unix::fs::symlink(postern_bin(), &link).unwrap();
+    let (code, err) =
+        sendmail(&p, &link, &["-f", "root@example.org", "carol"], "Subject: smartd\n\ndisk ok\n.\nignored\n");
+    assert_eq!(code, 0, "{err}");
+    let files = p.wait_inbox("example.org", "carol", 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.starts_with("Return-Path: <root@example.org>\n"), "{text}");
+    assert!(text.ends_with("\ndisk ok\n"), "a lone dot ends the message without -i: {text}");
+    // Failures come back as sysexits codes with a clear message.
+    let (code, err) = sendmail(&p, &link, &["nobody@example.com"], "Subject: x\n\ny\n");
+    assert_eq!(code, 67, "{err}");
+    assert!(err.contains("<nobody@example.com>: 550 5.1.1"), "{err}");
+    let (code, err) = sendmail(&p, &link, &[], "Subject: x\n\ny\n");
+    assert_eq!(code, 65, "{err}");
+    let (code, _) = sendmail(&p, &link, &["-q"], "");
+    assert_eq!(code, 64);
+}
+
+#[test]
+fn sendmail_says_so_when_the_server_is_not_running() {
+    let mut p = Postern::start("");
+    p.kill();
+    let (code, err) = sendmail(&p, &postern_bin(), &["alice"], "Subject: x\n\ny\n");
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("is postern running?"), "{err}");
+}
+
+#[test]
+fn a_broken_config_on_sighup_is_reported_and_the_old_one_kept() {
+    let p = Postern::start("");
+    std::fs::write(&p.config, "hostname = \"mx.test.example\"\n[limits]\nmax_recipients = \"lots\"\n")
+        .unwrap();
+    kill(&p, "-HUP");
+    p.wait_log(&["SIGHUP: keeping the old config", "postern.toml"]);
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<x@remote.example>");
+    assert!(c.cmd("RCPT TO:<alice@example.com>").starts_with("250"), "still serving with the old config");
+}
+
+#[test]
+fn a_user_added_on_sighup_can_log_in_at_once_and_open_sessions_survive() {
+    let p = Postern::start("");
+    let mut open = p.raw();
+    assert!(open.cmd("EHLO early").starts_with("250"));
+    let dave = postern::auth::hash_password("dave-pw").unwrap();
+    let extra = format!("[domains.\"example.net\"]\nusers = {{ dave = \"{dave}\" }}\n");
+    std::fs::write(&p.config, config_text(p.dir.path(), "", &extra)).unwrap();
+    kill(&p, "-HUP");
+    p.wait_log(&["SIGHUP: config and TLS certificate reloaded"]);
+    let out = p.python(
+        r#"
+import os, smtplib, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+s = smtplib.SMTP("127.0.0.1", int(os.environ["SUBMISSION"]), timeout=30)
+s._host = "mx.test.example"
+s.starttls(context=ctx)
+s.ehlo()
+s.esmtp_features["auth"] = "PLAIN"
+print(s.login("dave@example.net", "dave-pw"))
+s.sendmail("dave@example.net", ["alice@example.com"], "Subject: hello from dave\r\n\r\nhi\r\n")
+s.quit()
+"#,
+    );
+    assert!(out.contains("235"), "{out}");
+    p.wait_inbox("example.com", "alice", 1);
+    assert!(open.cmd("NOOP").starts_with("250"), "a session from before the reload goes on");
+}
+
+#[test]
+fn status_reports_listeners_queue_deliveries_and_certificate() {
+    let p = Postern::start("");
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<x@remote.example>");
+    c.cmd("RCPT TO:<alice@example.com>");
+    c.cmd("DATA");
+    assert!(c.cmd("Subject: s\r\n\r\nb\r\n.").starts_with("250"));
+    p.wait_inbox("example.com", "alice", 1);
+    let out = Command::new(postern_bin()).args(["status", "--config"]).arg(&p.config).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("listening on {} (mx)", p.addr)), "{text}");
+    assert!(text.contains(&format!("listening on {} (submissions)", p.submissions)), "{text}");
+    assert!(text.contains("connections open: 1"), "{text}");
+    assert!(text.contains("queue: 0 message(s)"), "{text}");
+    assert!(text.contains("last hour: 1 delivered, 0 deferred, 0 failed"), "{text}");
+    assert!(text.contains("data/tls/cert.pem expires in "), "{text}");
+}
+
+#[test]
+fn sigterm_during_twenty_open_transactions_loses_nothing() {
+    let mut p = Postern::start("[limits]\nmax_connections_per_ip = 30\n");
+    let mut clients: Vec<common::Raw> = (0..20)
+        .map(|i| {
+            let mut c = p.raw();
+            c.cmd("EHLO c");
+            c.cmd("MAIL FROM:<x@remote.example>");
+            assert!(c.cmd("RCPT TO:<alice@example.com>").starts_with("250"));
+            assert!(c.cmd("DATA").starts_with("354"));
+            c.send(format!("Subject: in flight {i}\r\n\r\nfirst half\r\n").as_bytes());
+            c
+        })
+        .collect();
+    let mut idle = p.raw();
+    idle.cmd("EHLO idle");
+    kill(&p, "-TERM");
+    p.wait_log(&["stopping: no new connections"]);
+    // A session between transactions is told to go.
+    assert!(idle.reply().starts_with("421 4.3.2"));
+    // Sessions inside DATA may finish, and what gets 250 is on disk.
+    let mut queued = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.cmd(&format!("second half {i}\r\n."));
+        assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+        queued.push(r);
+        // After its transaction the session is closed too.
+        assert!(c.reply().starts_with("421 4.3.2"));
+    }
+    let status = wait_for("the server to exit", || p.try_wait());
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    p.restart();
+    wait_for("twenty messages", || (p.inbox("example.com", "alice").len() >= 20).then_some(()));
+    let mut subjects: Vec<String> = p
+        .inbox("example.com", "alice")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter_map(|t| t.lines().find(|l| l.starts_with("Subject: ")).map(String::from))
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 20, "every acknowledged message, each once: {subjects:?}");
+    assert_eq!(queued.len(), 20);
+}
