@@ -228,8 +228,24 @@ fn fields(headers: &[u8]) -> Vec<(String, String)> {
 /// The addresses in an address-list header value: `<a@b>` forms, or bare
 /// words with an `@`, or bare local names.
 fn addresses(value: &str) -> Vec<String> {
+    // Split at commas outside quotes, comments and angle brackets.
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' | '<' if !quoted => depth += 1,
+            ')' | '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth <= 0 => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
     let mut out = Vec::new();
-    for part in value.split(',') {
+    for part in parts {
         let part = part.trim();
         let addr = match (part.rfind('<'), part.rfind('>')) {
             (Some(a), Some(b)) if a < b => &part[a + 1..b],
