@@ -111,7 +111,8 @@ fn a_451_is_retried_and_the_message_delivered_once() {
     assert_eq!(got[0].from, "<alice@example.com>");
     assert_eq!(got[0].to, ["<bob@remote.test>"]);
     assert!(got[0].data.contains("Subject: retry\r\n"));
-    assert!(queue(&a, &["list"]).contains("the queue is empty"));
+    // The log line comes just before the outcome is committed.
+    wait_for("the queue to empty", || queue(&a, &["list"]).contains("the queue is empty").then_some(()));
     assert!(a.inbox("example.com", "alice").is_empty(), "no bounce for a delivered message");
 }
 
