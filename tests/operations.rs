@@ -11,7 +11,7 @@ use common::{Postern, config_text, wait_for};
 /// Runs `postern sendmail --config CFG ARGS` (or `sendmail` through a link)
 /// with `input` on stdin; returns (exit code, stderr).
 fn sendmail(p: &Postern, program: &std::path::Path, args: &[&str], input: &str) -> (i32, String) {
-    let mut cmd = Command::new(program);
+    let mut cmd = common::command_for(program);
     if program.ends_with("postern") {
         cmd.arg("sendmail");
     }
@@ -139,7 +139,7 @@ fn status_reports_listeners_queue_deliveries_and_certificate() {
     c.cmd("DATA");
     assert!(c.cmd("Subject: s\r\n\r\nb\r\n.").starts_with("250"));
     p.wait_inbox("example.com", "alice", 1);
-    let out = Command::new(postern_bin()).args(["status", "--config"]).arg(&p.config).output().unwrap();
+    let out = common::postern().args(["status", "--config"]).arg(&p.config).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(&format!("listening on {} (mx)", p.addr)), "{text}");

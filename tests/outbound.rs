@@ -245,7 +245,7 @@ fn queue_commands_work_against_a_running_server() {
     // mailq is the same listing.
     let mailq = a.dir.path().join("mailq");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_postern"), &mailq).unwrap();
-    let out = std::process::Command::new(&mailq).arg("--config").arg(&a.config).output().unwrap();
+    let out = common::command_for(&mailq).arg("--config").arg(&a.config).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
     // retry: a second attempt at once, in the running server.
     assert!(queue(&a, &["retry", &id]).contains("1 message(s) will be tried now"));
@@ -305,7 +305,7 @@ fn a_message_that_passed_fifty_servers_is_refused_as_a_loop() {
 }
 
 fn queue_output(p: &Postern, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+    common::postern()
         .arg("queue")
         .arg("--config")
         .arg(&p.config)

@@ -289,7 +289,7 @@ fn check_config_refuses_an_unreadable_or_mismatched_certificate() {
             ),
         )
         .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        let out = common::postern()
             .args(["check-config", "--config"])
             .arg(&config)
             .output()
@@ -339,7 +339,7 @@ fn passwd_asks_twice_on_a_terminal_without_echo_and_prints_a_hash_that_verifies(
 import os, pty, sys, time
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "passwd", "alice@example.com"])
+    os.execvp(sys.argv[1], sys.argv[1:] + ["passwd", "alice@example.com"])
 out = b""
 def read_until(token):
     global out
@@ -366,7 +366,8 @@ os.waitpid(pid, 0)
 sys.stdout.write(out.decode())
 "#;
     let out = std::process::Command::new("python3")
-        .args(["-c", script, env!("CARGO_BIN_EXE_postern")])
+        .args(["-c", script])
+        .args(program())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -382,8 +383,16 @@ sys.stdout.write(out.decode())
         "os.write(fd, b\"other\\n\")\nread_until(b\"differ\")",
     );
     let out = std::process::Command::new("python3")
-        .args(["-c", &mismatch, env!("CARGO_BIN_EXE_postern")])
+        .args(["-c", &mismatch])
+        .args(program())
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("the passwords differ"));
+}
+
+/// The postern binary, after the emulator when there is one.
+fn program() -> Vec<String> {
+    let mut words = common::runner().unwrap_or_default();
+    words.push(env!("CARGO_BIN_EXE_postern").to_string());
+    words
 }

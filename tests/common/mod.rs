@@ -199,8 +199,35 @@ impl Drop for Postern {
     }
 }
 
+/// A command that runs `program` (the postern binary, or a link to it named
+/// `sendmail` or `mailq`), through the emulator named in
+/// `POSTERN_TEST_RUNNER` (like `qemu-aarch64 -L /usr/aarch64-linux-gnu`) when
+/// the tests run for another architecture.
+pub fn command_for(program: &Path) -> Command {
+    match runner() {
+        Some(mut words) => {
+            let mut cmd = Command::new(words.remove(0));
+            cmd.args(words).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The emulator command, if the tests run under one.
+pub fn runner() -> Option<Vec<String>> {
+    let r = std::env::var("POSTERN_TEST_RUNNER").ok()?;
+    let words: Vec<String> = r.split_whitespace().map(String::from).collect();
+    (!words.is_empty()).then_some(words)
+}
+
+/// A command running the postern binary.
+pub fn postern() -> Command {
+    command_for(Path::new(env!("CARGO_BIN_EXE_postern")))
+}
+
 fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+    let mut child = postern()
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", std::env::var("POSTERN_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
