@@ -4,6 +4,9 @@
 use std::io::{self, BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use smol::future::FutureExt as _;
 
 use async_net::unix::UnixListener;
 use smol::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -37,27 +40,63 @@ pub type Status = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Serves one command per connection: a line in, `ok` or `error: ...` and
 /// the output back. Besides the queue commands, `status`.
-pub async fn serve(listener: UnixListener, queue: Arc<Queue>, settings: SharedSettings, status: Status) {
+pub async fn serve(
+    ex: Arc<smol::Executor<'static>>,
+    listener: UnixListener,
+    queue: Arc<Queue>,
+    settings: SharedSettings,
+    status: Status,
+) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let mut reader = BufReader::new(stream.clone().take(4096));
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.is_err() {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let current = Arc::clone(&*settings.read().unwrap_or_else(|p| p.into_inner()));
-        let answer = match Command::parse(&words) {
-            _ if words == ["status"] => format!("ok\n{}", status()),
-            Ok(cmd) => match admin::run(&queue, &current, &cmd).await {
-                Ok(out) => format!("ok\n{out}"),
-                Err(e) => format!("error: {e}\n"),
-            },
-            Err(e) => format!("error: {e}\n"),
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                log::warn!("control socket: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
         };
-        let mut stream = stream;
-        let _ = stream.write_all(answer.as_bytes()).await;
+        let (queue, settings, status) = (Arc::clone(&queue), Arc::clone(&settings), Arc::clone(&status));
+        ex.spawn(async move {
+            let talk = answer(stream, &queue, &settings, &status);
+            let limit = async {
+                smol::Timer::after(REQUEST_TIMEOUT).await;
+            };
+            talk.or(limit).await;
+        })
+        .detach();
     }
+}
+
+/// How long one control request may take, reading and answering.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn answer(
+    stream: async_net::unix::UnixStream,
+    queue: &Arc<Queue>,
+    settings: &SharedSettings,
+    status: &Status,
+) {
+    let mut reader = BufReader::new(stream.clone().take(4096));
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let current = Arc::clone(&*settings.read().unwrap_or_else(|p| p.into_inner()));
+    let result = match Command::parse(&words) {
+        _ if words == ["status"] => Ok(status()),
+        // These change a message: they wait for its delivery attempt to end.
+        Ok(cmd @ (Command::Delete(id) | Command::Bounce(id))) => queue.admin(id, cmd).await,
+        Ok(cmd) => admin::run(queue, &current, &cmd).await,
+        Err(e) => Err(e),
+    };
+    let answer = match result {
+        Ok(out) => format!("ok\n{out}"),
+        Err(e) => format!("error: {e}\n"),
+    };
+    let mut stream = stream;
+    let _ = stream.write_all(answer.as_bytes()).await;
 }
 
 /// Sends `cmd` to the server running on `data_dir`. `Ok(None)` when no server
@@ -76,7 +115,10 @@ pub fn request(data_dir: &Path, cmd: &Command) -> Result<Option<String>, String>
 pub fn request_line(data_dir: &Path, line: &str) -> Result<Option<String>, String> {
     let path = path(data_dir);
     let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(s) => s,
+        Ok(s) => {
+            let _ = s.set_read_timeout(Some(REQUEST_TIMEOUT + Duration::from_secs(5)));
+            s
+        }
         Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
             return Ok(None);
         }

@@ -85,7 +85,8 @@ pub fn run(config: Config) -> io::Result<()> {
             .detach();
         let status_of = Arc::clone(&daemon);
         let status = Arc::new(move || status_of.status());
-        ex.spawn(control::serve(control, Arc::clone(&queue), Arc::clone(&settings), status)).detach();
+        ex.spawn(control::serve(Arc::clone(&ex), control, Arc::clone(&queue), Arc::clone(&settings), status))
+            .detach();
         log::info!("postern {} ready", env!("CARGO_PKG_VERSION"));
         while let Some(signal) = signals.next().await {
             match signal {

@@ -305,13 +305,7 @@ fn a_message_that_passed_fifty_servers_is_refused_as_a_loop() {
 }
 
 fn queue_output(p: &Postern, args: &[&str]) -> std::process::Output {
-    common::postern()
-        .arg("queue")
-        .arg("--config")
-        .arg(&p.config)
-        .args(args)
-        .output()
-        .unwrap()
+    common::postern().arg("queue").arg("--config").arg(&p.config).args(args).output().unwrap()
 }
 
 fn queue(p: &Postern, args: &[&str]) -> String {

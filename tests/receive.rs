@@ -460,11 +460,7 @@ fn bad_config_files_are_refused_by_check_config_with_file_line_and_key() {
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .expect("first line names the error");
-        let out = common::postern()
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = common::postern().args(["check-config", "--config"]).arg(&path).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{}: {stderr}", path.display());
         assert!(stderr.contains(&path.display().to_string()), "{}: names the file: {stderr}", path.display());
@@ -473,11 +469,7 @@ fn bad_config_files_are_refused_by_check_config_with_file_line_and_key() {
     }
     assert!(n >= 10, "only {n} bad configs");
     let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/postern.toml");
-    let out = common::postern()
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = common::postern().args(["check-config", "--config"]).arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -486,11 +478,7 @@ fn a_bad_config_stops_serve_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("postern.toml");
     std::fs::write(&config, "hostname = \"mx.example\"\ndata_dir = \"/tmp/x\"\n[limits]\nmax_recipients = \"many\"\n[domains.\"example.com\"]\n").unwrap();
-    let out = common::postern()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = common::postern().args(["serve", "--config"]).arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains(&format!("{}:4: limits.max_recipients", config.display())), "{stderr}");
@@ -517,11 +505,7 @@ fn a_command_trickled_in_slowly_still_times_out() {
 #[test]
 fn a_second_server_on_the_same_data_dir_is_refused() {
     let p = Postern::start("");
-    let out = common::postern()
-        .args(["serve", "--config"])
-        .arg(&p.config)
-        .output()
-        .unwrap();
+    let out = common::postern().args(["serve", "--config"]).arg(&p.config).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("another postern process is using this data dir"), "{stderr}");

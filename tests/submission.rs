@@ -289,11 +289,7 @@ fn check_config_refuses_an_unreadable_or_mismatched_certificate() {
             ),
         )
         .unwrap();
-        let out = common::postern()
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = common::postern().args(["check-config", "--config"]).arg(&config).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     assert_eq!(check(&cert_a, &key_a).0, Some(0));
@@ -321,7 +317,7 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     std::fs::remove_file(p.dir.path().join("data/tls/cert.pem")).unwrap();
     let pid = p.pid().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    p.wait_log(&["SIGHUP: TLS certificate reloaded"]);
+    p.wait_log(&["SIGHUP: config and TLS certificate reloaded"]);
     let fps: Vec<String> = wait_for("a second fingerprint line", || {
         let log = p.log_text();
         let fps: Vec<String> =
@@ -365,11 +361,7 @@ while True:
 os.waitpid(pid, 0)
 sys.stdout.write(out.decode())
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .args(program())
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("python3").args(["-c", script]).args(program()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("tty-secret"), "the password was echoed: {text}");
     let hash = text
@@ -382,11 +374,7 @@ sys.stdout.write(out.decode())
         "os.write(fd, b\"tty-secret\\n\")\nread_until(b\"$argon2id$\")",
         "os.write(fd, b\"other\\n\")\nread_until(b\"differ\")",
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &mismatch])
-        .args(program())
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("python3").args(["-c", &mismatch]).args(program()).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("the passwords differ"));
 }
 

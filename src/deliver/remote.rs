@@ -14,7 +14,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_net::TcpStream;
 use futures_rustls::TlsConnector;
@@ -38,6 +38,9 @@ use crate::envelope::Address;
 /// Where the system keeps its trusted roots (Debian and Raspberry Pi OS).
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// How a failed handshake is reported, and recognised for the fallback.
+const TLS_FAILED: &str = "TLS handshake failed";
+
 /// The longest reply we read: more is a broken or hostile server.
 const MAX_REPLY: usize = 64 * 1024;
 
@@ -56,6 +59,8 @@ pub struct Outgoing<'a> {
     pub recipients: &'a [Address],
     /// Size in bytes, for SIZE.
     pub size: u64,
+    /// How many stored pieces make the message.
+    pub pieces: u32,
     /// The stored pieces, in order; each call returns piece `n` or `None` past the end.
     pub piece: &'a (dyn Fn(u32) -> io::Result<Option<Vec<u8>>> + Sync),
 }
@@ -157,7 +162,7 @@ impl Client {
         let all = |e: DeliveryError| vec![Err(e); msg.recipients.len()];
         let smarthost = self.smarthost(domain);
         let key = match smarthost {
-            Some(h) => format!("relay {}:{}", h.host, h.port),
+            Some(h) => format!("relay {}:{} {}", h.host, h.port, h.username.as_deref().unwrap_or("")),
             None => format!("mx {domain}"),
         };
         match self.reuse(&key, msg).await {
@@ -211,12 +216,18 @@ impl Client {
 
     /// Keeps a connection for the next message to `key`.
     fn keep(&self, key: &str, conn: Conn, ehlo: Reply) {
+        // A connection that erred, or holds replies nobody asked for, is out
+        // of step: never reuse it.
+        if conn.broken || !conn.buf.is_empty() {
+            return;
+        }
         let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.to_string()).or_default().push(Idle { conn, ehlo, since: std::time::Instant::now() });
     }
 
-    /// Says goodbye on connections nobody used for a while; the runner calls
-    /// this whenever it wakes.
+    /// Closes connections nobody used for a while (without waiting for a
+    /// QUIT reply from a server that may be gone); the runner calls this
+    /// whenever it wakes.
     pub async fn close_idle(&self) {
         let stale: Vec<Idle> = {
             let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,7 +242,8 @@ impl Client {
             stale
         };
         for mut idle in stale {
-            let _ = idle.conn.command("QUIT", Duration::from_secs(2)).await;
+            // Best effort: a QUIT if the socket takes it at once, then close.
+            let _ = idle.conn.io.write_all(b"QUIT\r\n").or(timeout(Duration::from_millis(50))).await;
         }
     }
 
@@ -250,13 +262,21 @@ impl Client {
         for host in &hosts {
             for ip in &host.addrs {
                 let addr = SocketAddr::new(*ip, self.outbound.mx_port);
-                match self.session(key, addr, &host.name, None, msg).await {
-                    Ok(results) => return Ok(results),
-                    Err(Failure::NextHost(e)) => {
-                        log::debug!("outbound: {} [{addr}]: {e}", host.name);
-                        last = format!("{} [{addr}]: {e}", host.name);
+                // Opportunistic TLS may fall back to plaintext with the same
+                // host when the handshake fails (RFC 7435); smarthosts never do.
+                for starttls in [true, false] {
+                    match self.session(key, addr, &host.name, None, msg, starttls).await {
+                        Ok(results) => return Ok(results),
+                        Err(Failure::NextHost(e)) => {
+                            log::debug!("outbound: {} [{addr}]: {e}", host.name);
+                            let handshake = e.starts_with(TLS_FAILED);
+                            last = format!("{} [{addr}]: {e}", host.name);
+                            if !(starttls && handshake) {
+                                break;
+                            }
+                        }
+                        Err(Failure::All(e)) => return Err(e),
                     }
-                    Err(Failure::All(e)) => return Err(e),
                 }
             }
         }
@@ -284,7 +304,7 @@ impl Client {
         let mut last = format!("4.4.1 smarthost {} has no address", host.host);
         for ip in addrs {
             let addr = SocketAddr::new(ip, host.port);
-            match self.session(key, addr, &host.host, Some(host), msg).await {
+            match self.session(key, addr, &host.host, Some(host), msg, true).await {
                 Ok(results) => return Ok(results),
                 Err(Failure::NextHost(e)) => {
                     log::warn!("outbound: smarthost {} [{addr}]: {e}", host.host);
@@ -304,6 +324,7 @@ impl Client {
         name: &str,
         smarthost: Option<&Smarthost>,
         msg: &Outgoing<'_>,
+        starttls: bool,
     ) -> Result<Vec<RecipientResult>, Failure> {
         let o = &self.outbound;
         let tcp = TcpStream::connect(addr)
@@ -317,7 +338,7 @@ impl Client {
                 .connect(server_name.clone(), tcp)
                 .or(timeout(o.connect_timeout))
                 .await
-                .map_err(|e| Failure::NextHost(format!("TLS handshake failed: {e}")))?;
+                .map_err(|e| Failure::NextHost(format!("{TLS_FAILED}: {e}")))?;
             Conn::new(Io::Tls(Box::new(tls)))
         } else {
             Conn::new(Io::Plain(tcp))
@@ -329,7 +350,7 @@ impl Client {
         }
         let mut ehlo = conn.ehlo(&self.hostname, o.command_timeout).await.map_err(next)?;
         let want_tls = matches!(smarthost, Some(h) if h.tls == SmarthostTls::StartTls);
-        if matches!(conn.io, Io::Plain(_)) && (want_tls || ehlo.has("STARTTLS")) {
+        if matches!(conn.io, Io::Plain(_)) && (want_tls || (starttls && ehlo.has("STARTTLS"))) {
             if !ehlo.has("STARTTLS") {
                 return Err(Failure::NextHost(
                     "the smarthost does not offer STARTTLS; refusing to send in the clear".into(),
@@ -353,7 +374,7 @@ impl Client {
                     .connect(server_name, tcp)
                     .or(timeout(o.connect_timeout))
                     .await
-                    .map_err(|e| Failure::NextHost(format!("TLS handshake failed: {e}")))?;
+                    .map_err(|e| Failure::NextHost(format!("{TLS_FAILED}: {e}")))?;
                 conn.io = Io::Tls(Box::new(tls));
                 ehlo = conn.ehlo(&self.hostname, o.command_timeout).await.map_err(next)?;
             }
@@ -513,19 +534,28 @@ impl AsyncWrite for Io {
 struct Conn {
     io: Io,
     buf: Vec<u8>,
+    /// Set when an exchange failed midway; such a connection is not reused.
+    broken: bool,
 }
 
 impl Conn {
     fn new(io: Io) -> Conn {
-        Conn { io, buf: Vec::new() }
+        Conn { io, buf: Vec::new(), broken: false }
     }
 
     async fn send(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
-        self.io.write_all(bytes).or(timeout(limit)).await?;
-        self.io.flush().or(timeout(limit)).await
+        let result = async {
+            self.io.write_all(bytes).or(timeout(limit)).await?;
+            self.io.flush().or(timeout(limit)).await
+        }
+        .await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
     }
 
-    async fn line(&mut self, limit: Duration) -> io::Result<String> {
+    async fn line(&mut self, deadline: Instant) -> io::Result<String> {
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
@@ -536,7 +566,8 @@ impl Conn {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "reply line too long"));
             }
             let mut chunk = [0u8; 4096];
-            let n = self.io.read(&mut chunk).or(timeout(limit)).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = self.io.read(&mut chunk).or(timeout(left)).await?;
             if n == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"));
             }
@@ -544,11 +575,21 @@ impl Conn {
         }
     }
 
+    /// One whole reply, which must arrive within `limit` however slowly its
+    /// bytes trickle in.
     async fn reply(&mut self, limit: Duration) -> io::Result<Reply> {
+        let result = self.reply_within(Instant::now() + limit).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn reply_within(&mut self, deadline: Instant) -> io::Result<Reply> {
         let mut lines = Vec::new();
         let mut total = 0;
         loop {
-            let line = self.line(limit).await?;
+            let line = self.line(deadline).await?;
             total += line.len();
             let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
             let Some(code) = code else {
@@ -686,8 +727,12 @@ impl Conn {
             if data_reply.as_ref().is_some_and(|d| d.code == 354) {
                 // Cannot happen with a sane server; end the DATA cleanly.
                 let _ = self.send(b".\r\n", limit).await;
+                let _ = self.reply(data_limit).await;
             }
-            let _ = self.command("RSET", limit).await;
+            match self.command("RSET", limit).await {
+                Ok(r) if r.code == 250 => {}
+                _ => self.broken = true,
+            }
             return Err(Failure::All(match mail_reply.result() {
                 Err(e) => e,
                 Ok(_) => DeliveryError::Transient(format!("unexpected reply to MAIL: {}", mail_reply.text())),
@@ -695,7 +740,15 @@ impl Conn {
         }
         let mut results: Vec<RecipientResult> = rcpt_replies.iter().map(Reply::result).collect();
         if !results.iter().any(Result::is_ok) {
-            let _ = self.command("RSET", limit).await;
+            if data_reply.as_ref().is_some_and(|d| d.code == 354) {
+                // A server that opened DATA with no recipient: end it empty.
+                let _ = self.send(b".\r\n", limit).await;
+                let _ = self.reply(data_limit).await;
+            }
+            match self.command("RSET", limit).await {
+                Ok(r) if r.code == 250 => {}
+                _ => self.broken = true,
+            }
             return Ok(results);
         }
         let data_reply = match data_reply {
@@ -723,8 +776,10 @@ impl Conn {
         let mut last = b'\n';
         let mut out = Vec::with_capacity(64 * 1024);
         let mut n = 0;
+        let mut sent = 0u64;
         while let Some(piece) = (msg.piece)(n)? {
             n += 1;
+            sent += piece.len() as u64;
             for &b in &piece {
                 if at_line_start && b == b'.' {
                     out.push(b'.');
@@ -735,6 +790,15 @@ impl Conn {
             }
             self.io.write_all(&out).or(timeout(limit)).await?;
             out.clear();
+        }
+        if sent != msg.size || n != msg.pieces {
+            // The message changed under us (deleted meanwhile): never end it
+            // with a dot; drop the connection instead.
+            self.broken = true;
+            return Err(io::Error::other(format!(
+                "the stored message is not whole: {n} of {} pieces, {sent} of {} bytes",
+                msg.pieces, msg.size
+            )));
         }
         if last != b'\n' {
             out.extend_from_slice(b"\r\n");

@@ -87,13 +87,10 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
                 None => store.messages().map_err(|e| e.to_string())?.iter().map(|m| m.id).collect(),
             };
             for id in &ids {
-                if let Some(mut m) = store.message(*id).map_err(|e| e.to_string())? {
-                    m.next_attempt = unix_now();
-                    queue
-                        .write(Write::Update { message: m, report: None })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+                queue
+                    .write(Write::Reschedule { id: *id, at: unix_now() })
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             queue.wake();
             Ok(format!("{} message(s) will be tried now\n", ids.len()))

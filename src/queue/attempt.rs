@@ -66,6 +66,7 @@ impl Queue {
                 sender: message.sender.as_ref(),
                 recipients: &recipients,
                 size: message.size,
+                pieces: message.chunks,
                 piece: &piece,
             };
             let outcome = client.deliver(&domain, &outgoing).await;
@@ -141,7 +142,10 @@ impl Queue {
                     log::info!(target: "mail", "id={id} to=<{to}> status=failed error=\"{e}\"");
                     r.status = Status::Failed;
                     r.last_error = e;
-                    failed.push(report_for(r, "5.0.0"));
+                    let mut report = report_for(r, "5.0.0");
+                    // A permanent failure reads 5.x.y, whatever class the server wrote.
+                    report.status.replace_range(..1, "5");
+                    failed.push(report);
                 }
                 Err(DeliveryError::Transient(e)) if expired => {
                     self.stats.count(Outcome::Failed, now);

@@ -44,6 +44,12 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 
 type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// A delivery report to queue with an outcome: its record and its bytes.
+type Report = Option<Box<(Message, Vec<u8>)>>;
+
+/// An admin change waiting for its message, and where its answer goes.
+type AdminRequest = (QueueId, admin::Command, Sender<Result<String, String>>);
+
 /// How long a message whose record cannot be read is left alone.
 const HOLD_BROKEN: u64 = 3600;
 
@@ -58,7 +64,9 @@ enum Event {
     Finished { id: QueueId, hold: Option<u64> },
     /// The outcome of an attempt could not be written. The deliveries it
     /// records have happened: write it again rather than deliver again.
-    Unrecorded(Message),
+    Unrecorded(Message, Report),
+    /// `postern queue delete` or `bounce`, run when no attempt is under way.
+    Admin(QueueId, admin::Command, Sender<Result<String, String>>),
 }
 
 /// The configuration in force, replaceable while running.
@@ -148,7 +156,8 @@ impl Queue {
         let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
         let mut busy: HashSet<QueueId> = HashSet::new();
         let mut held: HashMap<QueueId, u64> = HashMap::new();
-        let mut unrecorded: Vec<Message> = Vec::new();
+        let mut unrecorded: Vec<(Message, Report)> = Vec::new();
+        let mut admin_waiting: Vec<AdminRequest> = Vec::new();
         let mut jitter = Jitter::new(0);
         loop {
             let settings_now = current(&settings);
@@ -158,9 +167,28 @@ impl Queue {
             client.close_idle().await;
             let now = unix_now();
             held.retain(|_, until| *until > now);
-            for message in unrecorded.drain(..) {
-                self.record(message, None);
+            for (message, report) in unrecorded.drain(..) {
+                self.record(message, report);
             }
+            // Admin changes wait for the message's attempt to end, then keep
+            // attempts away while they run.
+            let mut still_waiting = Vec::new();
+            for (id, cmd, reply) in admin_waiting.drain(..) {
+                if busy.contains(&id) {
+                    still_waiting.push((id, cmd, reply));
+                    continue;
+                }
+                busy.insert(id);
+                let queue = Arc::clone(&self);
+                let settings = Arc::clone(&settings_now);
+                ex.spawn(async move {
+                    let result = admin::run(&queue, &settings, &cmd).await;
+                    let _ = reply.try_send(result);
+                    queue.finished(id, None);
+                })
+                .detach();
+            }
+            admin_waiting = still_waiting;
             let skip = |id: QueueId| busy.contains(&id) || held.contains_key(&id);
             let mut wait = MAX_IDLE;
             match self.store.due(now, SCAN_WINDOW.min(cap * 2), skip) {
@@ -205,7 +233,8 @@ impl Queue {
                             held.insert(id, until);
                         }
                     }
-                    Event::Unrecorded(message) => unrecorded.push(message),
+                    Event::Unrecorded(message, report) => unrecorded.push((message, report)),
+                    Event::Admin(id, cmd, reply) => admin_waiting.push((id, cmd, reply)),
                 }
             }
             if !unrecorded.is_empty() {
@@ -234,6 +263,20 @@ impl Queue {
         let _ = self.events.try_send(Event::Finished { id, hold });
     }
 
+    /// Runs `postern queue delete` or `bounce` for a running server: after any
+    /// attempt on the message has ended, and with no attempt starting meanwhile.
+    ///
+    /// # Errors
+    /// As [`admin::run`].
+    pub async fn admin(&self, id: QueueId, cmd: admin::Command) -> Result<String, String> {
+        let (tx, rx) = channel::bounded(1);
+        self.events
+            .send(Event::Admin(id, cmd, tx))
+            .await
+            .map_err(|_| "the queue runner has stopped".to_string())?;
+        rx.recv().await.map_err(|_| "the queue runner has stopped".to_string())?
+    }
+
     /// Asks for every due message to be looked at now.
     pub fn wake(&self) {
         let _ = self.events.try_send(Event::Wake);
@@ -245,6 +288,7 @@ impl Queue {
     fn record(self: &Arc<Queue>, message: Message, report: Option<Box<(Message, Vec<u8>)>>) {
         let queue = Arc::clone(self);
         let copy = message.clone();
+        let report_copy = report.clone();
         let id = message.id;
         let wakes = report.is_some();
         let done: Done = Box::new(move |r| match r {
@@ -256,7 +300,7 @@ impl Queue {
             }
             Err(e) => {
                 log::error!(target: "mail", "id={id} status=error error=\"cannot record delivery, will retry: {e}\"");
-                let _ = queue.events.try_send(Event::Unrecorded(copy));
+                let _ = queue.events.try_send(Event::Unrecorded(copy, report_copy));
             }
         });
         if self.writes.try_send((Write::Update { message, report }, done)).is_err() {

@@ -141,6 +141,8 @@ pub enum Write {
     Update { message: Message, report: Option<Box<(Message, Vec<u8>)>> },
     /// Remove a message whatever its state (`postern queue delete`).
     Delete { id: QueueId },
+    /// Move a message's next attempt to `at`, leaving the rest as it is now.
+    Reschedule { id: QueueId, at: u64 },
 }
 
 impl Write {
@@ -150,7 +152,10 @@ impl Write {
             Write::Chunk { bytes, .. } => bytes.len(),
             Write::Commit { pieces, .. } => pieces.iter().map(|(_, b)| b.len()).sum::<usize>() + 256,
             Write::Update { report: Some(r), .. } => r.1.len() + 512,
-            Write::Discard { .. } | Write::Update { .. } | Write::Delete { .. } => 256,
+            Write::Discard { .. }
+            | Write::Update { .. }
+            | Write::Delete { .. }
+            | Write::Reschedule { .. } => 256,
         }
     }
 }
@@ -331,18 +336,30 @@ impl Store {
                 }
                 self.delete_chunks(wtxn, *id)?;
             }
+            Write::Reschedule { id, at } => {
+                let key = id.0.to_be_bytes();
+                let Some(old) = self.messages.get(wtxn, &key)? else {
+                    return Ok(());
+                };
+                let mut m = decode(old)?;
+                self.due.delete(wtxn, &due_key(m.next_attempt, m.id))?;
+                m.next_attempt = *at;
+                self.messages.put(wtxn, &key, &encode(&m))?;
+                self.due.put(wtxn, &due_key(m.next_attempt, m.id), &[])?;
+            }
             Write::Update { message, report } => {
+                let key = message.id.0.to_be_bytes();
+                let Some(old) = self.messages.get(wtxn, &key)? else {
+                    // Deleted meanwhile: nothing to record, nobody to tell.
+                    return Ok(());
+                };
+                let old = decode(old)?;
                 if let Some(r) = report {
                     let (m, body) = r.as_ref();
                     self.chunks.put(wtxn, &chunk_key(m.id, 0), body)?;
                     self.messages.put(wtxn, &m.id.0.to_be_bytes(), &encode(m))?;
                     self.due.put(wtxn, &due_key(m.next_attempt, m.id), &[])?;
                 }
-                let key = message.id.0.to_be_bytes();
-                let Some(old) = self.messages.get(wtxn, &key)? else {
-                    return Ok(()); // deleted meanwhile
-                };
-                let old = decode(old)?;
                 self.due.delete(wtxn, &due_key(old.next_attempt, old.id))?;
                 if message.recipients.iter().any(|r| r.status == Status::Pending) {
                     self.messages.put(wtxn, &key, &encode(message))?;
@@ -473,7 +490,8 @@ fn key_u64(k: &[u8]) -> u64 {
 // The record format: a version byte, then fixed-width big-endian integers and
 // length-prefixed UTF-8 strings.
 
-const VERSION: u8 = 1;
+/// Version 2 added `kind` and `delay_notified`; version 1 records are still read.
+const VERSION: u8 = 2;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -562,7 +580,8 @@ fn corrupt(what: &str) -> StoreError {
 /// When the bytes are not a record this version wrote.
 pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
     let mut r = Reader(bytes);
-    if r.u8()? != VERSION {
+    let version = r.u8()?;
+    if version != VERSION && version != 1 {
         return Err(corrupt("unknown version"));
     }
     let id = QueueId(r.u64()?);
@@ -570,13 +589,17 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
     let size = r.u64()?;
     let chunks = r.u32()?;
     let next_attempt = r.u64()?;
-    let kind = match r.u8()? {
-        0 => Kind::Normal,
-        1 => Kind::Bounce,
-        2 => Kind::DoubleBounce,
-        _ => return Err(corrupt("bad kind")),
+    let (kind, delay_notified) = if version == 1 {
+        (Kind::Normal, false)
+    } else {
+        let kind = match r.u8()? {
+            0 => Kind::Normal,
+            1 => Kind::Bounce,
+            2 => Kind::DoubleBounce,
+            _ => return Err(corrupt("bad kind")),
+        };
+        (kind, r.u8()? != 0)
     };
-    let delay_notified = r.u8()? != 0;
     let domain = |d: String| Domain::parse(&d).map_err(|_| corrupt("bad domain"));
     let sender = match (r.str()?, r.str()?) {
         (l, d) if l.is_empty() && d.is_empty() => None,
