@@ -124,7 +124,13 @@ s.quit()
     let files = p.wait_inbox("example.com", "alice", 1);
     assert!(std::fs::read_to_string(&files[0]).unwrap().ends_with("\nkeep me\n"));
     p.wait_log(&["to=<alice@example.com>", "status=delivered"]);
-    // Another restart must not deliver it again.
+    // Once the delivery is recorded (the queue is empty), another crash and
+    // restart must not deliver it again. (Killed between the Maildir write and
+    // that record, it would: a duplicate is allowed, a loss never.)
+    wait_for("the delivery to be recorded", || {
+        let out = common::postern().args(["queue", "--config"]).arg(&p.config).arg("list").output().ok()?;
+        String::from_utf8_lossy(&out.stdout).contains("the queue is empty").then_some(())
+    });
     p.restart();
     p.python(
         r#"
