@@ -331,6 +331,12 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
 
 #[test]
 fn passwd_asks_twice_on_a_terminal_without_echo_and_prints_a_hash_that_verifies() {
+    if common::runner().is_some_and(|r| r[0] == "qemu-arm") {
+        // qemu-arm 7.2 has no TCGETS2 ioctl (ENOSYS), which every terminal
+        // call needs; the native and aarch64 runs of this test cover it.
+        eprintln!("skipped under qemu-arm");
+        return;
+    }
     let script = r#"
 import os, pty, sys, time
 pid, fd = pty.fork()
