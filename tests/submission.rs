@@ -367,7 +367,11 @@ while True:
 os.waitpid(pid, 0)
 sys.stdout.write(out.decode())
 "#;
-    let out = std::process::Command::new("python3").args(["-c", script]).args(program()).output().unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(env!("CARGO_BIN_EXE_postern"))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("tty-secret"), "the password was echoed: {text}");
     let hash = text
@@ -380,7 +384,10 @@ sys.stdout.write(out.decode())
         "os.write(fd, b\"tty-secret\\n\")\nread_until(b\"$argon2id$\")",
         "os.write(fd, b\"other\\n\")\nread_until(b\"differ\")",
     );
-    let out = std::process::Command::new("python3").args(["-c", &mismatch]).args(program()).output().unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", &mismatch])
+        .arg(env!("CARGO_BIN_EXE_postern"))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("the passwords differ"));
 }
-
