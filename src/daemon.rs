@@ -14,6 +14,7 @@ use smol::stream::StreamExt as _;
 
 use crate::config::Config;
 use crate::deliver::remote::Client;
+use crate::queue::admin::span;
 use crate::queue::store::unix_now;
 use crate::queue::{Queue, SharedClient, SharedSettings};
 use crate::server::Server;
@@ -205,15 +206,5 @@ fn write_listening(data_dir: &std::path::Path, listeners: &[(SocketAddr, Port)])
     let tmp = data_dir.join(format!("{LISTENING_FILE}.tmp"));
     if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
         log::warn!("cannot write {}: {e}", path.display());
-    }
-}
-
-/// `90` -> `1m30s`, `7200` -> `2h0m`.
-pub fn span(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        s if s < 86_400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        s => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
     }
 }

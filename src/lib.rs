@@ -17,6 +17,7 @@ pub mod queue;
 pub mod sendmail;
 pub mod server;
 pub mod smtp;
+pub mod stream;
 pub mod tls;
 
 use accounts::Accounts;

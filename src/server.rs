@@ -6,10 +6,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_net::{TcpListener, TcpStream};
@@ -17,7 +15,7 @@ use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use rustls::ServerConfig;
 use smol::future::FutureExt as _;
-use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use smol::lock::Semaphore;
 use smol::{Executor, Timer};
 
@@ -29,6 +27,7 @@ use crate::queue::{Queue, SharedSettings};
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Login, Port, Session};
+use crate::stream::Stream;
 use crate::tls::TlsInfo;
 
 /// The longest command line, CRLF included (RFC 5321 4.5.3.1.4).
@@ -65,49 +64,8 @@ const VERIFY_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// long response (RFC 4954 4: 12288 octets).
 const MAX_AUTH_LINE: usize = 12288;
 
-/// The bytes of a connection, before or after TLS.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while a handshake has taken the socket.
-    Gone,
-}
-
-impl AsyncRead for Io {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Io::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Io::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Io::Gone => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_close(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-            Io::Gone => Poll::Ready(Ok(())),
-        }
-    }
-}
+/// The connection, before or after TLS.
+type Io = Stream<TlsStream<TcpStream>>;
 
 /// Counts open connections, overall and per client address.
 #[derive(Debug, Default)]
@@ -294,7 +252,7 @@ impl Server {
             match self.acceptor().accept(stream).or(timeout(HANDSHAKE_TIMEOUT)).await {
                 Ok(s) => {
                     let info = TlsInfo::of(s.get_ref().1);
-                    (Io::Tls(Box::new(s)), Some(info))
+                    (Stream::Tls(Box::new(s)), Some(info))
                 }
                 Err(e) => {
                     log::info!("TLS handshake with {peer} ({}) failed: {e}", port.name());
@@ -302,7 +260,7 @@ impl Server {
                 }
             }
         } else {
-            (Io::Plain(stream), None)
+            (Stream::Plain(stream), None)
         };
         let mut conn = Conn {
             io,
@@ -597,7 +555,7 @@ impl Conn {
                     // Whatever the client sent after STARTTLS was sent in the
                     // clear and may be an attacker's: it is dropped unread.
                     self.inbuf = InBuf::default();
-                    let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+                    let Stream::Plain(tcp) = std::mem::replace(&mut self.io, Stream::Gone) else {
                         return Err(io::Error::other("STARTTLS on a TLS connection"));
                     };
                     let tls = server.acceptor().accept(tcp).or(timeout(HANDSHAKE_TIMEOUT)).await?;
@@ -608,7 +566,7 @@ impl Conn {
                         info.version,
                         info.cipher
                     );
-                    self.io = Io::Tls(Box::new(tls));
+                    self.io = Stream::Tls(Box::new(tls));
                     session.tls_started(info);
                     deadline = Instant::now() + self.command_timeout;
                 }

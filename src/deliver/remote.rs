@@ -27,13 +27,14 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use smol::Timer;
 use smol::future::FutureExt as _;
-use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::DeliveryError;
 use crate::auth::base64_encode;
 use crate::config::{Outbound, Smarthost, SmarthostTls};
 use crate::dns::{DnsError, Prefer, Resolver};
 use crate::envelope::Address;
+use crate::stream::Stream;
 
 /// Where the system keeps its trusted roots (Debian and Raspberry Pi OS).
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -339,9 +340,9 @@ impl Client {
                 .or(timeout(o.connect_timeout))
                 .await
                 .map_err(|e| Failure::NextHost(format!("{TLS_FAILED}: {e}")))?;
-            Conn::new(Io::Tls(Box::new(tls)))
+            Conn::new(Stream::Tls(Box::new(tls)))
         } else {
-            Conn::new(Io::Plain(tcp))
+            Conn::new(Stream::Plain(tcp))
         };
         // RFC 5321 4.5.3.2.1: up to 5 minutes for the greeting.
         let greeting = conn.reply(o.command_timeout).await.map_err(next)?;
@@ -350,7 +351,7 @@ impl Client {
         }
         let mut ehlo = conn.ehlo(&self.hostname, o.command_timeout).await.map_err(next)?;
         let want_tls = matches!(smarthost, Some(h) if h.tls == SmarthostTls::StartTls);
-        if matches!(conn.io, Io::Plain(_)) && (want_tls || (starttls && ehlo.has("STARTTLS"))) {
+        if matches!(conn.io, Stream::Plain(_)) && (want_tls || (starttls && ehlo.has("STARTTLS"))) {
             if !ehlo.has("STARTTLS") {
                 return Err(Failure::NextHost(
                     "the smarthost does not offer STARTTLS; refusing to send in the clear".into(),
@@ -366,7 +367,7 @@ impl Client {
                 // Anything the server sent after its 220 came before the
                 // handshake, in the clear: dropped unread.
                 conn.buf.clear();
-                let Io::Plain(tcp) = std::mem::replace(&mut conn.io, Io::Gone) else {
+                let Stream::Plain(tcp) = std::mem::replace(&mut conn.io, Stream::Gone) else {
                     return Err(Failure::NextHost("internal: STARTTLS on a TLS connection".into()));
                 };
                 let config = if want_tls { &self.verified } else { &self.opportunistic };
@@ -375,7 +376,7 @@ impl Client {
                     .or(timeout(o.connect_timeout))
                     .await
                     .map_err(|e| Failure::NextHost(format!("{TLS_FAILED}: {e}")))?;
-                conn.io = Io::Tls(Box::new(tls));
+                conn.io = Stream::Tls(Box::new(tls));
                 ehlo = conn.ehlo(&self.hostname, o.command_timeout).await.map_err(next)?;
             }
         }
@@ -475,61 +476,8 @@ impl Reply {
     }
 }
 
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Gone,
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut [u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-            Io::Gone => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-            Io::Gone => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-            Io::Gone => std::task::Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_close(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_close(cx),
-            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_close(cx),
-            Io::Gone => std::task::Poll::Ready(Ok(())),
-        }
-    }
-}
+/// The connection, before or after TLS.
+type Io = Stream<TlsStream<TcpStream>>;
 
 struct Conn {
     io: Io,

@@ -159,7 +159,7 @@ fn list(messages: &[Message], now: u64) -> String {
 }
 
 /// `90` -> `1m30s`, `7200` -> `2h0m`.
-fn span(secs: u64) -> String {
+pub fn span(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),

@@ -7,7 +7,9 @@
 //! has its control characters and line breaks turned into single spaces, so it cannot end a field
 //! or a part early.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::message::rfc5322_date;
 
 /// What happened to one recipient, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -315,39 +317,10 @@ pub fn status_of(reply: &str) -> String {
     format!("{class}.0.0")
 }
 
-/// An RFC 5322 date in UTC, e.g. "Thu, 01 Jan 1970 00:00:00 +0000".
-fn rfc5322_date(t: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    // Civil date from a day count, counting in 400-year eras that start on 1 March 0000
-    // (so the leap day falls at the end of each year).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153; // month counted from March
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    let s = secs % 86_400;
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     const BOUNDARY: &str = "=_postern_0123abcd";
 
@@ -568,14 +541,6 @@ mod tests {
         assert_eq!(status_of("garbage"), "5.0.0");
         assert_eq!(status_of(""), "5.0.0");
         assert_eq!(status_of("5é1 ünïcode"), "5.0.0");
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(rfc5322_date(at(1_700_000_000)), "Tue, 14 Nov 2023 22:13:20 +0000");
-        assert_eq!(rfc5322_date(at(4_102_444_799)), "Thu, 31 Dec 2099 23:59:59 +0000");
     }
 
     #[test]
