@@ -238,7 +238,7 @@ fn queue(args: &[String]) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let config = match Config::load(&config_path) {
+    let config = match load(&Source::File(config_path)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("postern: {e}");
@@ -287,7 +287,7 @@ fn status(args: &[String]) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let config = match Config::load(&config_path) {
+    let config = match load(&Source::File(config_path)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("postern: {e}");

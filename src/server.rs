@@ -27,7 +27,7 @@ use crate::queue::{Queue, SharedSettings};
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::{Action, Login, Port, Session};
-use crate::stream::Stream;
+use crate::stream::{Stream, timeout};
 use crate::tls::TlsInfo;
 
 /// The longest command line, CRLF included (RFC 5321 4.5.3.1.4).
@@ -372,11 +372,6 @@ fn open_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     rustix::net::bind(&fd, &addr)?;
     rustix::net::listen(&fd, 1024)?;
     TcpListener::try_from(std::net::TcpListener::from(fd))
-}
-
-async fn timeout<T>(d: Duration) -> io::Result<T> {
-    Timer::after(d).await;
-    Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
 }
 
 /// Bytes read from the client and not yet used.

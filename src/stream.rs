@@ -54,3 +54,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
         }
     }
 }
+
+/// Fails with `TimedOut` after `d`; raced against I/O with `.or(...)`.
+pub async fn timeout<T>(d: std::time::Duration) -> io::Result<T> {
+    smol::Timer::after(d).await;
+    Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+}

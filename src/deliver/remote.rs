@@ -25,7 +25,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring::default_provider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use smol::Timer;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -34,7 +33,7 @@ use crate::auth::base64_encode;
 use crate::config::{Outbound, Smarthost, SmarthostTls};
 use crate::dns::{DnsError, Prefer, Resolver};
 use crate::envelope::Address;
-use crate::stream::Stream;
+use crate::stream::{Stream, timeout};
 
 /// Where the system keeps its trusted roots (Debian and Raspberry Pi OS).
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -405,11 +404,6 @@ fn next(e: io::Error) -> Failure {
     Failure::NextHost(e.to_string())
 }
 
-async fn timeout<T>(d: Duration) -> io::Result<T> {
-    Timer::after(d).await;
-    Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
-}
-
 /// The smarthost password: the first line of its file, which must not be
 /// readable by everyone.
 fn read_password(path: &std::path::Path) -> Result<String, String> {
@@ -672,15 +666,7 @@ impl Conn {
             (m, rs, None)
         };
         if mail_reply.code != 250 {
-            if data_reply.as_ref().is_some_and(|d| d.code == 354) {
-                // Cannot happen with a sane server; end the DATA cleanly.
-                let _ = self.send(b".\r\n", limit).await;
-                let _ = self.reply(data_limit).await;
-            }
-            match self.command("RSET", limit).await {
-                Ok(r) if r.code == 250 => {}
-                _ => self.broken = true,
-            }
+            self.abandon(data_reply.as_ref(), limit, data_limit).await;
             return Err(Failure::All(match mail_reply.result() {
                 Err(e) => e,
                 Ok(_) => DeliveryError::Transient(format!("unexpected reply to MAIL: {}", mail_reply.text())),
@@ -688,15 +674,7 @@ impl Conn {
         }
         let mut results: Vec<RecipientResult> = rcpt_replies.iter().map(Reply::result).collect();
         if !results.iter().any(Result::is_ok) {
-            if data_reply.as_ref().is_some_and(|d| d.code == 354) {
-                // A server that opened DATA with no recipient: end it empty.
-                let _ = self.send(b".\r\n", limit).await;
-                let _ = self.reply(data_limit).await;
-            }
-            match self.command("RSET", limit).await {
-                Ok(r) if r.code == 250 => {}
-                _ => self.broken = true,
-            }
+            self.abandon(data_reply.as_ref(), limit, data_limit).await;
             return Ok(results);
         }
         let data_reply = match data_reply {
@@ -716,6 +694,20 @@ impl Conn {
             }
         }
         Ok(results)
+    }
+
+    /// Ends a transaction that will send no message: closes a DATA the server
+    /// opened anyway (with no good recipient, it should not have), then RSET.
+    /// A connection that does not come back to a clean state is not reused.
+    async fn abandon(&mut self, data_reply: Option<&Reply>, limit: Duration, data_limit: Duration) {
+        if data_reply.is_some_and(|d| d.code == 354) {
+            let _ = self.send(b".\r\n", limit).await;
+            let _ = self.reply(data_limit).await;
+        }
+        match self.command("RSET", limit).await {
+            Ok(r) if r.code == 250 => {}
+            _ => self.broken = true,
+        }
     }
 
     /// Sends the stored message dot-stuffed, then the final dot.
