@@ -321,7 +321,7 @@ impl Default for Limits {
         Limits {
             max_message_size: 25 * MIB,
             max_recipients: 100,
-            max_connections: 100,
+            max_connections: 500,
             max_connections_per_ip: 20,
             max_errors: 10,
             command_timeout: Duration::from_secs(5 * 60),

@@ -12,6 +12,7 @@ const USAGE: &str = "usage:
   postern queue [--config PATH] list | show ID | retry ID|--all | delete ID | bounce ID
   postern status [--config PATH]                       what the running server is doing
   postern sendmail [options] [recipient ...]           submit a message read from stdin
+  postern version                                      print the version
   mailq, sendmail                                      the same as `postern queue list`, `postern sendmail`
 
 The config defaults to /etc/postern/postern.toml. --default-config runs on the
@@ -110,6 +111,10 @@ fn main() -> ExitCode {
         "queue" => queue(rest),
         "status" => status(rest),
         "sendmail" => sendmail(rest),
+        "version" | "--version" | "-V" => {
+            println!("postern {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             ExitCode::SUCCESS

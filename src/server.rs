@@ -37,8 +37,12 @@ const MAX_COMMAND_LINE: usize = 512;
 /// message never sits in memory whole.
 const CHUNK: usize = 256 * 1024;
 
-/// How much is read from a socket at once.
+/// How much is read from a socket at once during DATA.
 const READ_SIZE: usize = 16 * 1024;
+
+/// How much is read at once while waiting for commands: an idle connection
+/// holds little more than this.
+const COMMAND_READ: usize = 1024;
 
 /// A message that already passed this many servers is in a loop (RFC 5321
 /// 6.3); with ours it would have more than 50 Received headers.
@@ -217,7 +221,12 @@ impl Server {
                 return;
             }
             let (stream, peer) = match accepted {
-                Ok(c) => c,
+                Ok(c) => {
+                    // Replies are written whole; do not hold one back waiting
+                    // for the client's ACK of the previous.
+                    let _ = c.0.set_nodelay(true);
+                    c
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little
                     // rather than spin.
@@ -235,7 +244,11 @@ impl Server {
         let settings = self.settings();
         let limits = &settings.config.limits;
         let ip = peer.ip();
-        let _slot = match self.conns.admit(ip, limits.max_connections, limits.max_connections_per_ip) {
+        // As Postfix exempts $mynetworks from its per-client limits: the LAN's
+        // own machines (a busy relay, a batch of cron mail) share one address.
+        let per_ip =
+            if settings.accounts.is_trusted(ip) { usize::MAX } else { limits.max_connections_per_ip };
+        let _slot = match self.conns.admit(ip, limits.max_connections, per_ip) {
             Ok(slot) => slot,
             Err(refusal) => {
                 if port != Port::Submissions {
@@ -415,20 +428,25 @@ struct Conn {
 }
 
 impl Conn {
-    async fn read_more(&mut self, limit: Duration) -> io::Result<()> {
-        self.read_or_stop(limit, None).await.map(|_| ())
+    async fn read_more(&mut self, limit: Duration, size: usize) -> io::Result<()> {
+        self.read_or_stop(limit, None, size).await.map(|_| ())
     }
 
     /// Reads more bytes from the client; with `stop`, gives up early (and
     /// returns true) when the server is told to stop. Never leaves the input
     /// buffer half-changed, whichever comes first.
-    async fn read_or_stop(&mut self, limit: Duration, stop: Option<&Server>) -> io::Result<bool> {
+    async fn read_or_stop(
+        &mut self,
+        limit: Duration,
+        stop: Option<&Server>,
+        size: usize,
+    ) -> io::Result<bool> {
         if self.inbuf.pos > 0 {
             self.inbuf.data.drain(..self.inbuf.pos);
             self.inbuf.pos = 0;
         }
         let start = self.inbuf.data.len();
-        self.inbuf.data.resize(start + READ_SIZE, 0);
+        self.inbuf.data.resize(start + size, 0);
         let read = async { Some(self.io.read(&mut self.inbuf.data[start..]).or(timeout(limit)).await) };
         let stopped = async {
             match stop {
@@ -499,14 +517,14 @@ impl Conn {
                     let wait = deadline.saturating_duration_since(Instant::now());
                     // In a transaction after the stop, the client may finish it.
                     let stop = if server.stopping() { None } else { Some(server) };
-                    self.read_or_stop(wait, stop).await?;
+                    self.read_or_stop(wait, stop, COMMAND_READ).await?;
                     continue;
                 }
                 Line::TooLong { used, ended: false } => {
                     self.inbuf.consume(used);
                     discarding = true;
                     self.flush().await?;
-                    self.read_more(deadline.saturating_duration_since(Instant::now())).await?;
+                    self.read_more(deadline.saturating_duration_since(Instant::now()), COMMAND_READ).await?;
                     continue;
                 }
                 Line::TooLong { used, ended: true } | Line::Complete { used, .. } if discarding => {
@@ -541,6 +559,8 @@ impl Conn {
                     r.write_to(&mut self.out);
                     self.flush().await?;
                     let reply = self.data(&mut session, settings, queue).await?;
+                    // Back to command-sized reads: an idle session stays small.
+                    self.inbuf.data.shrink_to(COMMAND_READ);
                     reply.write_to(&mut self.out);
                     deadline = Instant::now() + self.command_timeout;
                 }
@@ -624,7 +644,7 @@ impl Conn {
             if done {
                 break Ok(());
             }
-            if let Err(e) = self.read_more(self.data_timeout).await {
+            if let Err(e) = self.read_more(self.data_timeout, READ_SIZE).await {
                 break Err(e);
             }
         };

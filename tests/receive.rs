@@ -360,7 +360,8 @@ fn idle_clients_are_timed_out_with_421() {
 
 #[test]
 fn connection_caps_answer_421_and_free_up_when_clients_leave() {
-    let p = Postern::start("[limits]\nmax_connections_per_ip = 2\n");
+    // Loopback is not trusted here: trusted networks have no per-address cap.
+    let p = Postern::start("[relay]\ntrusted_networks = []\n[limits]\nmax_connections_per_ip = 2\n");
     let mut a = p.raw();
     let mut b = p.raw();
     let mut third = common::Raw::connect(p.addr);
@@ -375,6 +376,18 @@ fn connection_caps_answer_421_and_free_up_when_clients_leave() {
         c.reply().starts_with("220 ").then_some(())
     });
     assert!(b.cmd("NOOP").starts_with("250"));
+}
+
+#[test]
+fn trusted_networks_are_not_capped_per_address_but_the_total_cap_holds() {
+    let p = Postern::start("[limits]\nmax_connections_per_ip = 2\nmax_connections = 4\n");
+    let mut held: Vec<_> = (0..4).map(|_| p.raw()).collect();
+    let mut fifth = common::Raw::connect(p.addr);
+    assert!(fifth.reply().starts_with("421 4.7.0"));
+    assert!(fifth.closed());
+    for c in &mut held {
+        assert!(c.cmd("NOOP").starts_with("250"));
+    }
 }
 
 #[test]

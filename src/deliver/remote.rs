@@ -331,6 +331,10 @@ impl Client {
             .or(timeout(o.connect_timeout))
             .await
             .map_err(|e| Failure::NextHost(format!("cannot connect: {e}")))?;
+        // Every write is a whole command, a pipelined group or a large block
+        // of the message: nothing for Nagle's algorithm to gather, and its
+        // wait for an ACK stalls each transaction by the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(name.to_string())
             .map_err(|_| Failure::NextHost(format!("`{name}` is not a valid TLS server name")))?;
         let mut conn = if smarthost.is_some_and(|h| h.tls == SmarthostTls::Implicit) {
@@ -728,8 +732,12 @@ impl Conn {
                 at_line_start = b == b'\n';
                 last = b;
             }
-            self.io.write_all(&out).or(timeout(limit)).await?;
-            out.clear();
+            // Small pieces (the first is only the Received line) go out with
+            // the next one, or with the final dot.
+            if out.len() >= 32 * 1024 {
+                self.io.write_all(&out).or(timeout(limit)).await?;
+                out.clear();
+            }
         }
         if sent != msg.size || n != msg.pieces {
             // The message changed under us (deleted meanwhile): never end it

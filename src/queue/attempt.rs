@@ -94,20 +94,21 @@ impl Queue {
             message.sender.as_ref().map(ToString::to_string).as_deref(),
             &format!("{user}@{domain}"),
         );
-        let hostname = config.hostname.clone();
         let store = Arc::clone(&self.store);
         let m = message.clone();
-        let _permit = self.local.acquire().await;
-        smol::unblock(move || {
-            maildir::deliver(&dir, &hostname, &headers, m.size, |w| {
+        let job = maildir::Job {
+            dir,
+            hostname: config.hostname.clone(),
+            headers,
+            crlf_size: message.size,
+            body: Box::new(move |w| {
                 store.read_body(&m, |piece| w.write_all(piece)).map_err(|e| match e {
                     ReadError::Io(io) => io,
                     ReadError::Store(s) => std::io::Error::other(s.to_string()),
                 })
-            })
-            .map(|path| path.display().to_string())
-        })
-        .await
+            }),
+        };
+        self.maildir.deliver(job).await.map(|path| path.display().to_string())
     }
 
     /// Applies the results to the message's recipients, logs each, sets the

@@ -18,25 +18,29 @@ pub mod schedule;
 pub mod stats;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use smol::channel::{self, Receiver, Sender};
-use smol::lock::Semaphore;
 use smol::{Executor, Timer, future::FutureExt as _};
 
 use crate::Settings;
+use crate::deliver::maildir;
 use crate::deliver::remote::Client;
+use crate::envelope::Route;
 use store::{Message, QueueId, Store, StoreError, Write, unix_now};
 
 /// The largest batch of bytes the committer puts into one transaction; bounds
 /// the memory LMDB holds for dirty pages.
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
-/// How many due messages the runner reads per scan.
+/// How many due messages the runner reads per scan, and the most attempts
+/// under way at once. Remote attempts are capped lower, by `[outbound]
+/// max_concurrent`; local ones wait only for the Maildir writers, and the
+/// more of them wait together, the fewer trips to the disk they take.
 const SCAN_WINDOW: usize = 256;
 
 /// The longest the runner sleeps without looking at the queue.
@@ -80,8 +84,8 @@ pub struct Queue {
     store: Arc<Store>,
     /// Outcomes of the last hour, for `postern status`.
     pub stats: stats::Stats,
-    /// Maildir deliveries running at once on the blocking pool.
-    local: Semaphore,
+    /// Writes local deliveries in batches.
+    maildir: maildir::Writer,
     writes: Sender<(Write, Done)>,
     events: Sender<Event>,
     events_rx: Receiver<Event>,
@@ -108,8 +112,9 @@ impl Queue {
             .spawn(move || committer(&committer_store, &rx))
             .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
         let (events, events_rx) = channel::unbounded();
-        let local = Semaphore::new(config.limits.delivery_workers.max(1));
-        Ok(Queue { store, stats: stats::Stats::default(), local, writes, events, events_rx })
+        let maildir = maildir::Writer::start(config.limits.delivery_workers)
+            .map_err(|e| StoreError::Other(format!("cannot start the Maildir writers: {e}")))?;
+        Ok(Queue { store, stats: stats::Stats::default(), maildir, writes, events, events_rx })
     }
 
     /// The store, for reads.
@@ -154,15 +159,16 @@ impl Queue {
         ex: Arc<Executor<'static>>,
     ) {
         let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
-        let mut busy: HashSet<QueueId> = HashSet::new();
+        // Messages with an attempt or admin change under way; true for those
+        // with remote recipients.
+        let mut busy: HashMap<QueueId, bool> = HashMap::new();
         let mut held: HashMap<QueueId, u64> = HashMap::new();
         let mut unrecorded: Vec<(Message, Report)> = Vec::new();
         let mut admin_waiting: Vec<AdminRequest> = Vec::new();
         let mut jitter = Jitter::new(0);
         loop {
             let settings_now = current(&settings);
-            // Attempts at once; Maildir writes have their own, smaller cap.
-            let cap = settings_now.config.outbound.max_concurrent.max(1);
+            let remote_cap = settings_now.config.outbound.max_concurrent.max(1);
             let client = Arc::clone(&*clients.read().unwrap_or_else(|p| p.into_inner()));
             client.close_idle().await;
             let now = unix_now();
@@ -174,11 +180,11 @@ impl Queue {
             // attempts away while they run.
             let mut still_waiting = Vec::new();
             for (id, cmd, reply) in admin_waiting.drain(..) {
-                if busy.contains(&id) {
+                if busy.contains_key(&id) {
                     still_waiting.push((id, cmd, reply));
                     continue;
                 }
-                busy.insert(id);
+                busy.insert(id, false);
                 let queue = Arc::clone(&self);
                 let settings = Arc::clone(&settings_now);
                 ex.spawn(async move {
@@ -189,20 +195,26 @@ impl Queue {
                 .detach();
             }
             admin_waiting = still_waiting;
-            let skip = |id: QueueId| busy.contains(&id) || held.contains_key(&id);
+            let skip = |id: QueueId| busy.contains_key(&id) || held.contains_key(&id);
             let mut wait = MAX_IDLE;
-            match self.store.due(now, SCAN_WINDOW.min(cap * 2), skip) {
+            match self.store.due(now, SCAN_WINDOW, skip) {
                 Ok((ids, next)) => {
                     if let Some(at) = next {
                         wait = Duration::from_secs(at.saturating_sub(now)).min(MAX_IDLE);
                     }
+                    let mut remote_busy = busy.values().filter(|&&r| r).count();
                     for id in ids {
                         // Finished events free places; they wake the loop.
-                        if busy.len() >= cap {
+                        if busy.len() >= SCAN_WINDOW {
                             break;
                         }
-                        busy.insert(id);
-                        log::debug!("runner: attempt {id} ({} busy of {cap})", busy.len());
+                        let remote = self.store.message(id).ok().flatten().is_some_and(|m| has_remote(&m));
+                        if remote && remote_busy >= remote_cap {
+                            continue;
+                        }
+                        remote_busy += usize::from(remote);
+                        busy.insert(id, remote);
+                        log::debug!("runner: attempt {id} ({} busy, {remote_busy} remote)", busy.len());
                         let task = Arc::clone(&self).attempt_guarded(
                             id,
                             Arc::clone(&settings_now),
@@ -345,6 +357,11 @@ impl StoreError {
             StoreError::Other(s) => StoreError::Other(s.clone()),
         }
     }
+}
+
+/// Whether an attempt on `m` would speak SMTP to another server.
+fn has_remote(m: &Message) -> bool {
+    m.recipients.iter().any(|r| r.status == store::Status::Pending && matches!(r.route, Route::Remote(_)))
 }
 
 /// A small xorshift generator for retry jitter; no need for a crypto RNG.

@@ -168,6 +168,12 @@ pub struct Store {
     chunks: Database<'static, Bytes, Bytes>,
     due: Database<'static, Bytes, Bytes>,
     meta: Database<'static, Bytes, Bytes>,
+    /// The data file's mapping (address, length), to give its pages back.
+    map: Option<(usize, usize)>,
+    /// The data file opened for reading, for large values.
+    file: Option<std::fs::File>,
+    /// Body bytes written or deleted since the mapping was last given back.
+    churn: AtomicU64,
     next_id: AtomicU64,
     /// Held open for the life of the store: the exclusive lock on the data dir.
     _lock: std::fs::File,
@@ -249,7 +255,21 @@ impl Store {
                 Ok(CommitOrAbort::<_, ()>::Commit((m, c, d, x)))
             })?
             .unwrap_commit();
-        let store = Store { env, messages, chunks, due, meta, next_id: AtomicU64::new(0), _lock: lock };
+        let data_file = std::fs::canonicalize(dir.join("data.mdb")).ok();
+        let map = data_file.as_deref().and_then(find_mapping);
+        let file = data_file.and_then(|p| std::fs::File::open(p).ok());
+        let store = Store {
+            env,
+            messages,
+            chunks,
+            due,
+            meta,
+            next_id: AtomicU64::new(0),
+            map,
+            file,
+            churn: AtomicU64::new(0),
+            _lock: lock,
+        };
         store.sweep()?;
         Ok(store)
     }
@@ -310,27 +330,57 @@ impl Store {
     pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
         for w in writes {
-            self.apply_one(&mut wtxn, w)?;
+            let churn = self.apply_one(&mut wtxn, w)?;
+            // Reading a page of the mapping makes the kernel map the pages
+            // around it too, and deleting a large value reads its first page:
+            // left alone, one batch of deliveries of large messages would map
+            // a good part of every one of them. So every MiB written or
+            // deleted, even inside a transaction, the mapping is given back
+            // (LMDB writes through pwrite, not the mapping, and pages read
+            // again come back as they were); hot pages return on next access.
+            if self.churn.fetch_add(churn, Ordering::Relaxed) + churn >= RELEASE_EVERY {
+                self.churn.store(0, Ordering::Relaxed);
+                self.release_map();
+            }
         }
         wtxn.commit()?;
         Ok(())
     }
 
-    fn apply_one(&self, wtxn: &mut RwTxn<'_>, w: &Write) -> Result<(), StoreError> {
+    /// Drops the whole data file mapping from this process's memory.
+    fn release_map(&self) {
+        if let Some((start, len)) = self.map {
+            release_range(start, len);
+        }
+    }
+
+    /// Applies one write; returns about how many body bytes it wrote or deleted.
+    fn apply_one(&self, wtxn: &mut RwTxn<'_>, w: &Write) -> Result<u64, StoreError> {
+        let mut freed = 0;
         match w {
-            Write::Chunk { id, n, bytes } => self.chunks.put(wtxn, &chunk_key(*id, *n), bytes)?,
+            Write::Chunk { id, n, bytes } => {
+                freed = bytes.len() as u64;
+                self.chunks.put(wtxn, &chunk_key(*id, *n), bytes)?;
+            }
             Write::Commit { pieces, message } => {
                 for (n, bytes) in pieces {
+                    freed += bytes.len() as u64;
                     self.chunks.put(wtxn, &chunk_key(message.id, *n), bytes)?;
                 }
                 self.messages.put(wtxn, &message.id.0.to_be_bytes(), &encode(message))?;
                 self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
             }
-            Write::Discard { id } => self.delete_chunks(wtxn, *id)?,
+            Write::Discard { id } => {
+                // The size is not known here; a discarded message is at
+                // least one piece.
+                freed = 256 * 1024;
+                self.delete_chunks(wtxn, *id)?;
+            }
             Write::Delete { id } => {
                 let key = id.0.to_be_bytes();
                 if let Some(old) = self.messages.get(wtxn, &key)? {
                     let old = decode(old)?;
+                    freed = old.size;
                     self.due.delete(wtxn, &due_key(old.next_attempt, old.id))?;
                     self.messages.delete(wtxn, &key)?;
                 }
@@ -339,7 +389,7 @@ impl Store {
             Write::Reschedule { id, at } => {
                 let key = id.0.to_be_bytes();
                 let Some(old) = self.messages.get(wtxn, &key)? else {
-                    return Ok(());
+                    return Ok(0);
                 };
                 let mut m = decode(old)?;
                 self.due.delete(wtxn, &due_key(m.next_attempt, m.id))?;
@@ -351,7 +401,7 @@ impl Store {
                 let key = message.id.0.to_be_bytes();
                 let Some(old) = self.messages.get(wtxn, &key)? else {
                     // Deleted meanwhile: nothing to record, nobody to tell.
-                    return Ok(());
+                    return Ok(0);
                 };
                 let old = decode(old)?;
                 if let Some(r) = report {
@@ -365,12 +415,13 @@ impl Store {
                     self.messages.put(wtxn, &key, &encode(message))?;
                     self.due.put(wtxn, &due_key(message.next_attempt, message.id), &[])?;
                 } else {
+                    freed = message.size;
                     self.messages.delete(wtxn, &key)?;
                     self.delete_chunks(wtxn, message.id)?;
                 }
             }
         }
-        Ok(())
+        Ok(freed)
     }
 
     fn delete_chunks(&self, wtxn: &mut RwTxn<'_>, id: QueueId) -> Result<(), StoreError> {
@@ -447,11 +498,12 @@ impl Store {
         let store_err = |e: heed::Error| ReadError::Store(e.into());
         let rtxn: RoTxn<'_, WithoutTls> = self.env.read_txn().map_err(store_err)?;
         let (mut count, mut size) = (0u32, 0u64);
+        let mut buf = Vec::new();
         for item in self.chunks.prefix_iter(&rtxn, &m.id.0.to_be_bytes()).map_err(store_err)? {
             let (_, bytes) = item.map_err(store_err)?;
             count += 1;
             size += bytes.len() as u64;
-            f(bytes).map_err(ReadError::Io)?;
+            f(self.read_value(bytes, &mut buf).map_err(ReadError::Io)?).map_err(ReadError::Io)?;
         }
         if count != m.chunks || size != m.size {
             return Err(ReadError::Store(StoreError::Other(format!(
@@ -470,8 +522,76 @@ impl Store {
     /// On LMDB failure.
     pub fn chunk(&self, id: QueueId, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
         let rtxn = self.env.read_txn()?;
-        Ok(self.chunks.get(&rtxn, &chunk_key(id, n))?.map(<[u8]>::to_vec))
+        let Some(bytes) = self.chunks.get(&rtxn, &chunk_key(id, n))? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        let copy = self.read_value(bytes, &mut buf).map_err(|e| StoreError::Other(e.to_string()))?.to_vec();
+        Ok(Some(copy))
     }
+
+    /// The bytes of a value found in the mapping. A large one is read with
+    /// pread from the same offset of the data file into `buf`, not through the
+    /// mapping: touching mapped pages makes the kernel map whole page-cache
+    /// folios around them, and delivering twenty 10 MiB messages would leave
+    /// the process with tens of MiB mapped. The read transaction open around
+    /// the call keeps those pages from being reused, and LMDB writes its file
+    /// with pwrite, so both paths see the same bytes.
+    fn read_value<'a>(&self, bytes: &'a [u8], buf: &'a mut Vec<u8>) -> std::io::Result<&'a [u8]> {
+        const WORTH_IT: usize = 64 * 1024;
+        let (Some((start, len)), Some(file)) = (self.map, &self.file) else {
+            return Ok(bytes);
+        };
+        let at = bytes.as_ptr() as usize;
+        if bytes.len() < WORTH_IT || at < start || at + bytes.len() > start + len {
+            return Ok(bytes);
+        }
+        buf.resize(bytes.len(), 0);
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, (at - start) as u64)?;
+        Ok(buf)
+    }
+}
+
+/// Body bytes written or deleted between two releases of the whole mapping.
+const RELEASE_EVERY: u64 = 1 << 20;
+
+/// `MADV_DONTNEED` on the whole pages within `[start, start + len)`, which
+/// must lie inside LMDB's mapping of the data file.
+#[allow(unsafe_code)]
+fn release_range(start: usize, len: usize) {
+    let page = rustix::param::page_size();
+    let (first, end) = (start.next_multiple_of(page), (start + len) / page * page);
+    if end > first {
+        // SAFETY: the range lies in LMDB's read-only, shared mapping of the
+        // data file (the environment is not opened with WRITEMAP, so LMDB
+        // writes with pwrite, never through the mapping). MADV_DONTNEED on a
+        // shared file mapping only drops this process's page table entries;
+        // the next access to the range faults the same file bytes back in
+        // from the page cache, so no reader, now or later, sees other contents.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                first as *mut std::ffi::c_void,
+                end - first,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        };
+    }
+}
+
+/// Where `path` is mapped whole into this process, from /proc/self/maps.
+fn find_mapping(path: &Path) -> Option<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let want = path.to_str()?;
+    maps.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (range, _perms, offset) = (f.next()?, f.next()?, f.next()?);
+            let name = f.nth(2)?;
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
+            (name == want && offset.trim_start_matches('0').is_empty()).then_some((a, b - a))
+        })
+        .max_by_key(|&(_, len)| len)
 }
 
 /// Why reading a message body failed.
@@ -690,6 +810,20 @@ mod tests {
         short.size = 11;
         short.chunks = 3;
         assert!(matches!(store.read_body(&short, |_| Ok(())), Err(ReadError::Store(_))));
+    }
+
+    #[test]
+    fn the_data_file_mapping_is_found_and_can_be_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let (_, len) = store.map.expect("data.mdb is in /proc/self/maps");
+        assert_eq!(len, 1 << 24);
+        let m = sample(&store);
+        let big = vec![b'x'; 1 << 20];
+        store.apply(&[Write::Commit { pieces: vec![(0, big.clone())], message: m.clone() }]).unwrap();
+        store.release_map();
+        // Reads after the release see the same bytes.
+        assert_eq!(store.chunk(m.id, 0).unwrap().unwrap(), big);
     }
 
     #[test]
