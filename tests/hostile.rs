@@ -501,13 +501,22 @@ for source in sorted(codes):
     assert_eq!(count("421"), 16, "{codes}");
     assert_eq!(count("235"), 0, "{codes}");
     // The same from eight more addresses at once: eighty more password
-    // checks, two at a time, and the memory they need is used again.
-    let sources: Vec<String> = (1..=8).map(|n| format!("127.0.9.{n}")).collect();
-    let start = Instant::now();
-    let out = attack(&sources.join(" "), 4);
-    eprintln!("brute force: 4 connections from each of 8 more addresses, {:?}", start.elapsed());
-    for source in &sources {
-        assert_eq!(p.count_log(&[&format!("auth failed client=[{source}]")]), 10, "{out}");
+    // checks, two at a time, and the memory they need is used again. Under
+    // an emulator a check takes about a second, so the queue for the two
+    // places outlasts the ten seconds a login waits for one (454), and the
+    // memory figures are the emulator's anyway.
+    if common::runner().is_none() {
+        let sources: Vec<String> = (1..=8).map(|n| format!("127.0.9.{n}")).collect();
+        let start = Instant::now();
+        let out = attack(&sources.join(" "), 4);
+        eprintln!("brute force: 4 connections from each of 8 more addresses, {:?}", start.elapsed());
+        for source in &sources {
+            assert_eq!(p.count_log(&[&format!("auth failed client=[{source}]")]), 10, "{out}");
+        }
+    } else {
+        eprintln!(
+            "brute force from eight more addresses skipped under POSTERN_TEST_RUNNER: too slow emulated"
+        );
     }
     memory.check(48 * 1024);
     // After the attack, port 25 still takes mail from the same address.
