@@ -126,6 +126,18 @@ impl From<heed::Error> for StoreError {
     }
 }
 
+/// Slack on top of a batch's own bytes for the page overhead, branch pages
+/// and free list LMDB writes with them.
+const COMMIT_SLACK: u64 = 1 << 20;
+
+/// Whether a failed commit means the disk is full. LMDB reports a write the
+/// file system cut short as `EIO` ("short write, filesystem full?"), not
+/// `ENOSPC`: an `EIO` with less room left than the batch needed is a full disk.
+fn disk_full(e: &heed::Error, available: Option<u64>, needed: u64) -> bool {
+    matches!(e, heed::Error::Io(io) if io.raw_os_error() == Some(5)) // EIO
+        && available.is_some_and(|left| left < needed.saturating_add(COMMIT_SLACK))
+}
+
 /// One write, run by the committer inside a shared transaction.
 #[derive(Debug)]
 pub enum Write {
@@ -343,8 +355,16 @@ impl Store {
                 self.release_map();
             }
         }
-        wtxn.commit()?;
-        Ok(())
+        wtxn.commit().map_err(|e| {
+            let needed = writes.iter().map(|w| w.weight() as u64).sum();
+            if disk_full(&e, self.space_left(), needed) { StoreError::Full } else { e.into() }
+        })
+    }
+
+    /// Bytes left for us on the store's file system, if it can be asked.
+    fn space_left(&self) -> Option<u64> {
+        let st = rustix::fs::statvfs(self.env.path()).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
     /// Drops the whole data file mapping from this process's memory.
@@ -895,6 +915,19 @@ mod tests {
         assert_eq!(store.message(kept.id).unwrap(), Some(kept.clone()));
         assert_eq!(body(&store, kept.id), b"kept");
         assert!(body(&store, orphan).is_empty());
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_full_however_lmdb_words_it() {
+        // heed turns LMDB's errno results into `Error::Io`.
+        let errno = |code| heed::Error::from(heed::MdbError::Other(code));
+        assert!(matches!(StoreError::from(errno(28)), StoreError::Full), "ENOSPC");
+        assert!(matches!(StoreError::from(errno(5)), StoreError::Other(_)), "EIO alone");
+        // A write cut short by a full disk comes back as EIO.
+        assert!(disk_full(&errno(5), Some(4096), 300_000));
+        assert!(!disk_full(&errno(5), Some(1 << 30), 300_000), "plenty of room: a real I/O error");
+        assert!(!disk_full(&errno(5), None, 300_000));
+        assert!(!disk_full(&errno(13), Some(0), 300_000), "EACCES");
     }
 
     #[test]

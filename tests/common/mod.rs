@@ -89,7 +89,12 @@ impl Postern {
 
     /// Starts a server; `top` adds top-level keys, `extra` adds tables.
     pub fn start_with(top: &str, extra: &str) -> Postern {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Postern::start_in(tempfile::tempdir().expect("temp dir"), top, extra)
+    }
+
+    /// Starts a server in a temp dir the test has prepared (say, with a small
+    /// file system mounted where `data` or `mail` will be).
+    pub fn start_in(dir: tempfile::TempDir, top: &str, extra: &str) -> Postern {
         let config = dir.path().join("postern.toml");
         std::fs::write(&config, config_text(dir.path(), top, extra)).expect("write config");
         let (child, log, [addr, submission, submissions]) = spawn(&config);

@@ -1,0 +1,393 @@
+//! End to end for crash safety: the real binary SIGKILLed at random moments
+//! while clients submit mail, and a data dir on a file system that fills up.
+//! The LMDB map filling up is `a_full_store_answers_452_and_keeps_what_is_queued`
+//! in receive.rs.
+//!
+//! The rule under test (README, "How mail flows"): what got `250` is never
+//! lost; a crash between a Maildir write and its record may deliver twice.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Postern, wait_for};
+
+/// Every mailbox the tests write to.
+const MAILBOXES: [(&str, &str); 3] =
+    [("example.com", "alice"), ("example.com", "bob"), ("example.org", "carol")];
+
+/// A message that names its test id in a header and ends with a line naming it
+/// again, so a delivered copy can be checked for completeness.
+fn message(id: &str, body_lines: usize) -> Vec<u8> {
+    let mut m = format!("Message-ID: <{id}@crash.test>\r\nX-Test-Id: {id}\r\nSubject: crash {id}\r\n\r\n");
+    let line = format!("{id} {}\r\n", "x".repeat(900));
+    for _ in 0..body_lines {
+        m.push_str(&line);
+    }
+    m.push_str(&format!("end-of-{id}\r\n"));
+    m.into_bytes()
+}
+
+/// Reads one SMTP reply, all its lines.
+fn reply(r: &mut impl BufRead) -> io::Result<String> {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("closed after {all:?}")));
+        }
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        all.push_str(&line);
+        if last {
+            return Ok(all.trim_end().to_string());
+        }
+    }
+}
+
+/// One message in one connection. Returns the reply to the final dot, or an
+/// error when the server refused earlier or the connection broke (a crash).
+fn submit(addr: SocketAddr, rcpt: &str, message: &[u8]) -> io::Result<String> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    let mut step = |send: &[u8], want: &str| -> io::Result<()> {
+        if !send.is_empty() {
+            w.write_all(send)?;
+        }
+        let got = reply(&mut r)?;
+        if got.starts_with(want) { Ok(()) } else { Err(io::Error::other(got)) }
+    };
+    step(b"", "220 ")?;
+    step(b"EHLO crash.client\r\n", "250")?;
+    step(b"MAIL FROM:<load@remote.example>\r\n", "250 ")?;
+    step(format!("RCPT TO:<{rcpt}>\r\n").as_bytes(), "250 ")?;
+    step(b"DATA\r\n", "354 ")?;
+    w.write_all(message)?;
+    w.write_all(b".\r\n")?;
+    let last = reply(&mut r)?;
+    let _ = w.write_all(b"QUIT\r\n");
+    Ok(last)
+}
+
+/// The test ids of the messages in every mailbox's `new/`, with how many
+/// copies of each; panics on a copy that is not complete.
+fn delivered(p: &Postern) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (domain, user) in MAILBOXES {
+        for file in p.inbox(domain, user) {
+            let Ok(bytes) = std::fs::read(&file) else { continue };
+            let text = String::from_utf8_lossy(&bytes);
+            let Some(id) = text.lines().find_map(|l| l.strip_prefix("X-Test-Id: ")) else {
+                continue;
+            };
+            assert!(
+                text.ends_with(&format!("\nend-of-{id}\n")),
+                "{} is an incomplete copy of {id} ({} bytes)",
+                file.display(),
+                bytes.len()
+            );
+            *out.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Waits until every id in `acked` has a copy in a Maildir; panics naming the
+/// lost ones at the deadline.
+fn wait_delivered(p: &Postern, acked: &[String], limit: Duration) -> BTreeMap<String, usize> {
+    let start = Instant::now();
+    loop {
+        let got = delivered(p);
+        let missing: Vec<&String> = acked.iter().filter(|id| !got.contains_key(*id)).collect();
+        if missing.is_empty() {
+            return got;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} acknowledged message(s) never delivered: {missing:?}\nlog:\n{}",
+            missing.len(),
+            p.log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `postern queue list` says the queue is empty.
+fn wait_queue_empty(p: &Postern) {
+    wait_for("the queue to be empty", || {
+        let out = common::postern().args(["queue", "--config"]).arg(&p.config).arg("list").output().ok()?;
+        String::from_utf8_lossy(&out.stdout).contains("the queue is empty").then_some(())
+    });
+}
+
+/// `postern queue list` as text.
+fn queue_list(p: &Postern) -> String {
+    let out = common::postern().args(["queue", "--config"]).arg(&p.config).arg("list").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// xorshift64: the kill moments, repeatable from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_message() {
+    // Under an emulator each start takes seconds: fewer rounds, same checks.
+    let rounds = if common::runner().is_some() { 5 } else { 20 };
+    let seed = std::env::var("POSTERN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("crash: seed {seed} (POSTERN_CRASH_SEED={seed} repeats the kill moments), {rounds} rounds");
+    let mut rng = Rng(seed | 1);
+    let began = Instant::now();
+    let mut p = Postern::start(
+        "[limits]\nmax_connections_per_ip = 40\n[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",
+    );
+    let addr = Arc::new(RwLock::new(p.addr));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let tried = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..8)
+        .map(|t| {
+            let (addr, stop, acked, tried, refused) = (
+                Arc::clone(&addr),
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+                Arc::clone(&tried),
+                Arc::clone(&refused),
+            );
+            thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = format!("c{t}-{n}");
+                    let (domain, user) = MAILBOXES[n % 3];
+                    // Every seventh message spans two stored pieces (256 KiB each).
+                    let lines = if n % 7 == 3 { 330 } else { 2 };
+                    n += 1;
+                    tried.fetch_add(1, Ordering::SeqCst);
+                    let to = *addr.read().unwrap();
+                    match submit(to, &format!("{user}@{domain}"), &message(&id, lines)) {
+                        Ok(r) if r.starts_with("250 ") => acked.lock().unwrap().push(id),
+                        Ok(r) => refused.lock().unwrap().push(format!("{id}: {r}")),
+                        // The server is down or was killed mid-session: a
+                        // moment's pause before the next try, not a wait for
+                        // anything in particular.
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let count = || acked.lock().unwrap().len();
+    let mut last = 0;
+    for round in 0..rounds {
+        // The random moment of the next kill (not a synchronisation).
+        let delay = Duration::from_millis(rng.next() % 400);
+        thread::sleep(delay);
+        let pid = p.pid();
+        p.restart();
+        *addr.write().unwrap() = p.addr;
+        let now = count();
+        eprintln!(
+            "crash: round {round}: pid {pid} killed after {} ms; {} acknowledged in the round, {now} in all",
+            delay.as_millis(),
+            now - last
+        );
+        last = now;
+    }
+    // Some more mail into the last server, then the clients stop.
+    let target = count() + 16;
+    wait_for("mail to the last server", || (count() >= target).then_some(()));
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let got = wait_delivered(&p, &acked, Duration::from_secs(60));
+    // Nothing more is on its way: the final count.
+    wait_queue_empty(&p);
+    let got_final = delivered(&p);
+    assert!(got_final.len() >= got.len());
+    let acked_set: HashSet<&String> = acked.iter().collect();
+    let lost: Vec<&&String> = acked_set.iter().filter(|id| !got_final.contains_key(**id)).collect();
+    let duplicates: Vec<(&String, &usize)> = got_final.iter().filter(|(_, n)| **n > 1).collect();
+    let unacked: Vec<&String> = got_final.keys().filter(|id| !acked_set.contains(id)).collect();
+    let leftovers: usize = MAILBOXES
+        .iter()
+        .map(|(d, u)| {
+            std::fs::read_dir(p.mail_root().join(d).join(u).join("tmp")).map(|r| r.count()).unwrap_or(0)
+        })
+        .sum();
+    let refused = refused.lock().unwrap();
+    eprintln!(
+        "crash: {} tried, {} acknowledged, {} delivered (distinct), {} lost, {} duplicated {:?}, \
+         {} delivered but never acknowledged {:?}, {} refused {:?}, {} partial files left in tmp/, {:.1} s",
+        tried.load(Ordering::SeqCst),
+        acked.len(),
+        got_final.len(),
+        lost.len(),
+        duplicates.len(),
+        duplicates,
+        unacked.len(),
+        unacked,
+        refused.len(),
+        refused.iter().take(5).collect::<Vec<_>>(),
+        leftovers,
+        began.elapsed().as_secs_f64()
+    );
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(acked.len() >= rounds * 5, "too little mail went through to test anything: {}", acked.len());
+}
+
+/// Unmounts a file system when dropped, also when the test fails.
+struct Mount(PathBuf);
+
+impl Mount {
+    /// Mounts a tmpfs of `size` on `dir`; `None` when that is not possible here.
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("mount failed: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(Mount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        // Lazy: the server may still hold files open when a test fails.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` with a file there, leaving about
+/// `leave` bytes free.
+fn fill(path: &Path, leave: u64) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0x55u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    f.set_len(written.saturating_sub(leave)).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn a_full_disk_answers_4xx_loses_nothing_and_recovers_when_space_is_freed() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: mounting a small file system needs root");
+        return;
+    }
+    // The data dir (queue and Maildirs) lives on an 8 MiB tmpfs; the LMDB map
+    // is larger than that, so the disk fills before the map does.
+    let fs = tempfile::tempdir().unwrap();
+    let Some(_mount) = Mount::tmpfs(fs.path(), "8m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["data", "mail"] {
+        std::fs::create_dir(fs.path().join(name)).unwrap();
+        std::os::unix::fs::symlink(fs.path().join(name), dir.path().join(name)).unwrap();
+    }
+    let p = Postern::start_in(
+        dir,
+        "",
+        "[limits]\nstore_size = \"64M\"\n[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",
+    );
+    let pid = p.pid();
+    let mut c = p.raw();
+    c.cmd("EHLO c");
+    let send = |c: &mut common::Raw, id: &str, lines: usize| -> String {
+        let r = c.cmd("MAIL FROM:<a@remote.example>");
+        if !r.starts_with("250 ") {
+            return r;
+        }
+        let r = c.cmd("RCPT TO:<alice@example.com>");
+        if !r.starts_with("250 ") {
+            c.cmd("RSET");
+            return r;
+        }
+        let r = c.cmd("DATA");
+        if !r.starts_with("354 ") {
+            return r;
+        }
+        c.send(&message(id, lines));
+        c.cmd(".")
+    };
+    assert!(send(&mut c, "before", 2).starts_with("250 "));
+    p.wait_inbox("example.com", "alice", 1);
+    let filler = fs.path().join("filler");
+    fill(&filler, 1 << 20);
+    // About 1 MiB left: 64 KiB messages fill it within a few dozen.
+    let mut acked: Vec<(String, String)> = vec![];
+    let mut full = None;
+    for n in 0..400 {
+        let id = format!("full-{n}");
+        let r = send(&mut c, &id, 70);
+        if r.starts_with("250 ") {
+            let qid = r.rsplit(' ').next().unwrap().to_string();
+            acked.push((id, qid));
+        } else {
+            full = Some(r);
+            break;
+        }
+    }
+    let full = full.expect("the disk never filled up");
+    eprintln!("disk full: after {} accepted, the server answered {full:?}", acked.len());
+    assert!(full.starts_with('4'), "a full disk is a temporary failure: {full}");
+    assert!(full.starts_with("452 4.3.1"), "a full disk is a full store: {full}");
+    assert!(c.cmd("NOOP").starts_with("250"), "the session goes on");
+    // Nothing acknowledged is lost: each message is in the Maildir or queued.
+    let list = queue_list(&p);
+    let now = delivered(&p);
+    let queued = acked.iter().filter(|(id, _)| !now.contains_key(id)).count();
+    for (id, qid) in &acked {
+        assert!(
+            now.contains_key(id) || list.contains(qid.as_str()),
+            "{id} ({qid}) is neither delivered nor queued:\n{list}"
+        );
+    }
+    eprintln!("disk full: {} delivered, {queued} waiting in the queue", acked.len() - queued);
+    // Space comes back: the server goes on without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let ids: Vec<String> = acked.iter().map(|(id, _)| id.clone()).collect();
+    wait_delivered(&p, &ids, Duration::from_secs(30));
+    assert!(send(&mut c, "after", 70).starts_with("250 "), "new mail is accepted again");
+    let got = wait_delivered(&p, &["after".to_string()], Duration::from_secs(30));
+    assert_eq!(got.get("before"), Some(&1));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    assert_eq!(p.pid(), pid);
+    wait_queue_empty(&p);
+}
