@@ -327,7 +327,7 @@ impl Default for Limits {
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
             store_size: if cfg!(target_pointer_width = "64") { GIB } else { 256 * MIB },
-            delivery_workers: 2,
+            delivery_workers: 1,
         }
     }
 }

@@ -146,6 +146,10 @@ impl Daemon {
         while self.server.open_connections() > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(50)).await;
         }
+        // Outcomes of finished deliveries may be waiting for company.
+        if let Err(e) = self.queue.sync().await {
+            log::error!("cannot record the last delivery outcomes: {e}");
+        }
         match self.server.open_connections() {
             0 => log::info!("stopped"),
             n => log::warn!("stopped with {n} session(s) still open after {}s", SHUTDOWN_GRACE.as_secs()),

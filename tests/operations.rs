@@ -139,9 +139,14 @@ fn status_reports_listeners_queue_deliveries_and_certificate() {
     c.cmd("DATA");
     assert!(c.cmd("Subject: s\r\n\r\nb\r\n.").starts_with("250"));
     p.wait_inbox("example.com", "alice", 1);
-    let out = common::postern().args(["status", "--config"]).arg(&p.config).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The file shows in new/ a little before its name is known to be on disk
+    // and the outcome is recorded.
+    let text = wait_for("the delivery to be recorded", || {
+        let out = common::postern().args(["status", "--config"]).arg(&p.config).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("queue: 0 message(s)").then_some(text)
+    });
     assert!(text.contains(&format!("listening on {} (mx)", p.addr)), "{text}");
     assert!(text.contains(&format!("listening on {} (submissions)", p.submissions)), "{text}");
     assert!(text.contains("connections open: 1"), "{text}");

@@ -74,6 +74,8 @@ impl Queue {
                 results[i] = Some(result);
             }
         }
+        // The remote connections are over: another attempt may use the place.
+        let _ = self.events.try_send(super::Event::Delivered(id));
         let report = self.settle(&mut message, results, settings, jitter);
         self.record(message, report);
     }

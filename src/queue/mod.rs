@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smol::channel::{self, Receiver, Sender};
 use smol::{Executor, Timer, future::FutureExt as _};
@@ -63,6 +63,9 @@ const REWRITE_DELAY: Duration = Duration::from_secs(5);
 enum Event {
     /// Something was queued, or a retry was asked for.
     Wake,
+    /// A delivery attempt has stopped talking to other servers; its outcome
+    /// is yet to be written.
+    Delivered(QueueId),
     /// A delivery attempt is over and its outcome is on disk; with `hold`,
     /// leave the message alone until that unix time whatever the store says.
     Finished { id: QueueId, hold: Option<u64> },
@@ -147,6 +150,14 @@ impl Queue {
             let _ = self.events.try_send(Event::Wake);
         }
         r
+    }
+
+    /// Commits every write that is waiting, and returns once it is on disk.
+    ///
+    /// # Errors
+    /// As [`Queue::write`].
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.write(Write::Sync).await
     }
 
     /// Runs the delivery loop until the process ends: looks for due messages
@@ -239,6 +250,11 @@ impl Queue {
             for event in first.into_iter().chain(std::iter::from_fn(|| self.events_rx.try_recv().ok())) {
                 match event {
                     Event::Wake => {}
+                    Event::Delivered(id) => {
+                        if let Some(remote) = busy.get_mut(&id) {
+                            *remote = false;
+                        }
+                    }
                     Event::Finished { id, hold } => {
                         busy.remove(&id);
                         if let Some(until) = hold {
@@ -321,13 +337,36 @@ impl Queue {
     }
 }
 
+/// How long the outcome of a delivery may wait to be committed with other
+/// writes (see [`Write::can_wait`]), and how many may wait.
+const OUTCOME_WAIT: Duration = Duration::from_millis(200);
+const OUTCOMES_WAITING: usize = 64;
+
 /// The committer: takes every write waiting, commits them together, then
-/// tells each writer. A failed batch is retried one write at a time, so one
-/// message too big for the store does not fail the others with it.
+/// tells each writer. Outcomes of deliveries wait up to [`OUTCOME_WAIT`] for
+/// a write that cannot wait, and go into its transaction: one trip to the
+/// disk instead of two. A failed batch is retried one write at a time, so
+/// one message too big for the store does not fail the others with it.
 fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
-    while let Ok(first) = rx.recv_blocking() {
-        let mut weight = first.0.weight();
-        let mut batch = vec![first];
+    let mut waiting: Vec<(Write, Done)> = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        let first = if waiting.is_empty() {
+            match rx.recv_blocking() {
+                Ok(w) => Some(w),
+                Err(_) => return,
+            }
+        } else {
+            let left = OUTCOME_WAIT.saturating_sub(since.elapsed());
+            smol::block_on(async { rx.recv().await.ok() }.or(async {
+                Timer::after(left).await;
+                None
+            }))
+        };
+        // None: the wait is over, or the channel is closed; commit what waits.
+        let mut must_commit = first.is_none();
+        let mut batch: Vec<(Write, Done)> = first.into_iter().collect();
+        let mut weight: usize = batch.iter().chain(&waiting).map(|(w, _)| w.weight()).sum();
         while weight < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(next) => {
@@ -337,7 +376,18 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
                 Err(_) => break,
             }
         }
-        let (writes, dones): (Vec<Write>, Vec<Done>) = batch.into_iter().unzip();
+        must_commit |= weight >= MAX_BATCH_BYTES
+            || waiting.len() + batch.len() >= OUTCOMES_WAITING
+            || batch.iter().any(|(w, _)| !w.can_wait());
+        if !must_commit {
+            if waiting.is_empty() {
+                since = Instant::now();
+            }
+            waiting.append(&mut batch);
+            continue;
+        }
+        waiting.append(&mut batch);
+        let (writes, dones): (Vec<Write>, Vec<Done>) = std::mem::take(&mut waiting).into_iter().unzip();
         match store.apply(&writes) {
             Ok(()) => dones.into_iter().for_each(|d| d(Ok(()))),
             Err(_) if writes.len() > 1 => {

@@ -155,6 +155,8 @@ pub enum Write {
     Delete { id: QueueId },
     /// Move a message's next attempt to `at`, leaving the rest as it is now.
     Reschedule { id: QueueId, at: u64 },
+    /// Nothing: commits the writes that are waiting, now.
+    Sync,
 }
 
 impl Write {
@@ -168,6 +170,21 @@ impl Write {
             | Write::Update { .. }
             | Write::Delete { .. }
             | Write::Reschedule { .. } => 256,
+            Write::Sync => 0,
+        }
+    }
+
+    /// Whether the write may wait a little for company: the outcome of a
+    /// delivery to every recipient, which only removes the message. Until it
+    /// is on disk the message stays in the queue, so a crash meanwhile means
+    /// a second delivery, never a loss. Everything else has a client, an
+    /// operator or a new attempt waiting on it.
+    pub fn can_wait(&self) -> bool {
+        match self {
+            Write::Update { message, report: None } => {
+                !message.recipients.iter().any(|r| r.status == Status::Pending)
+            }
+            _ => false,
         }
     }
 }
@@ -378,6 +395,7 @@ impl Store {
     fn apply_one(&self, wtxn: &mut RwTxn<'_>, w: &Write) -> Result<u64, StoreError> {
         let mut freed = 0;
         match w {
+            Write::Sync => {}
             Write::Chunk { id, n, bytes } => {
                 freed = bytes.len() as u64;
                 self.chunks.put(wtxn, &chunk_key(*id, *n), bytes)?;
