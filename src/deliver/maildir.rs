@@ -50,7 +50,7 @@ const MAX_BATCH: usize = 64;
 /// takes that much longer; acceptance does not wait for it. A message every
 /// couple of milliseconds, as from one busy client, then shares its trip to
 /// the disk with several others.
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(50);
 
 /// How long renamed files wait for the next batch's `syncfs` to make their
 /// names durable before their directories are fsynced on their own.
@@ -104,25 +104,25 @@ impl Writer {
 /// One writer thread: batches of jobs, and the renamed files of earlier
 /// batches waiting for a `syncfs` or their directory's fsync.
 fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
-    let mut renamed: Vec<(Renamed, Reply)> = Vec::new();
+    // Renamed files, oldest first, with when they were renamed.
+    let mut renamed: Vec<(Renamed, Reply, Instant)> = Vec::new();
     loop {
-        let first = if renamed.is_empty() {
-            match rx.recv_blocking() {
+        let first = match renamed.first() {
+            None => match rx.recv_blocking() {
                 Ok(job) => Some(job),
                 Err(_) => return,
+            },
+            Some((_, _, since)) => {
+                let left = SETTLE.saturating_sub(since.elapsed());
+                smol::block_on(async { rx.recv().await.ok() }.or(async {
+                    smol::Timer::after(left).await;
+                    None
+                }))
             }
-        } else {
-            smol::block_on(async { rx.recv().await.ok() }.or(async {
-                smol::Timer::after(SETTLE).await;
-                None
-            }))
         };
         let Some(first) = first else {
             // Nothing came soon (or the server stops): fsync the directories.
-            let (items, replies): (Vec<_>, Vec<_>) = renamed.drain(..).unzip();
-            for (answer, reply) in settle(items).into_iter().zip(replies) {
-                let _ = reply.try_send(answer);
-            }
+            settle_older(&mut renamed, Duration::ZERO);
             continue;
         };
         // Company for the first job: whatever comes within GATHER.
@@ -150,19 +150,33 @@ fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let (staged, synced) = sync(jobs.into_iter().map(stage).collect());
         // The syncfs calls just made have put earlier renames on disk too.
-        let (done, still): (Vec<_>, Vec<_>) = renamed.drain(..).partition(|(r, _)| synced.contains(&r.dev));
-        for (r, reply) in done {
+        let (done, still): (Vec<_>, Vec<_>) =
+            renamed.drain(..).partition(|(r, _, _)| synced.contains(&r.dev));
+        for (r, reply, _) in done {
             let _ = reply.try_send(Ok(r.final_path));
         }
         renamed = still;
+        // Files on another filesystem than the mail that keeps coming.
+        settle_older(&mut renamed, SETTLE);
+        let now = Instant::now();
         for (s, reply) in staged.into_iter().zip(replies) {
             match s.and_then(Staged::rename) {
-                Ok(r) => renamed.push((r, reply)),
+                Ok(r) => renamed.push((r, reply, now)),
                 Err(e) => {
                     let _ = reply.try_send(Err(e));
                 }
             }
         }
+    }
+}
+
+/// Settles and answers the renamed files that have waited `age` or longer.
+fn settle_older(renamed: &mut Vec<(Renamed, Reply, Instant)>, age: Duration) {
+    let (old, young): (Vec<_>, Vec<_>) = renamed.drain(..).partition(|(_, _, since)| since.elapsed() >= age);
+    *renamed = young;
+    let (items, replies): (Vec<_>, Vec<_>) = old.into_iter().map(|(r, reply, _)| (r, reply)).unzip();
+    for (answer, reply) in settle(items).into_iter().zip(replies) {
+        let _ = reply.try_send(answer);
     }
 }
 
