@@ -623,6 +623,31 @@ fn parse_reply(msg: &[u8]) -> Result<Reply, WireError> {
     Ok(reply)
 }
 
+/// Decodes `msg` as the resolver decodes a reply, then runs the pure steps that
+/// follow (question check, CNAME chain, MX and address picking) for a query of
+/// `name`. Returns every name it decoded, in message order, or why decoding
+/// failed. Public only for the fuzz targets.
+#[doc(hidden)]
+pub fn decode_reply_names(msg: &[u8], name: &str) -> Result<Vec<String>, String> {
+    let reply = parse_reply(msg).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = reply.questions.iter().map(|q| q.0.clone()).collect();
+    for record in reply.answers.iter().chain(&reply.additional) {
+        names.push(record.name.clone());
+        match &record.data {
+            RData::Cname(target) | RData::Mx { exchange: target, .. } => names.push(target.clone()),
+            RData::Addr(_) | RData::Other => {}
+        }
+    }
+    for ty in [RrType::A, RrType::Aaaa, RrType::Mx] {
+        let _ = reply_matches(&reply, reply.id, name, ty);
+        if let Ok(owner) = canonical_name(&reply.answers, name) {
+            let _ = addresses(&reply.answers, &owner, ty);
+            let _ = addresses(&reply.additional, &owner, ty);
+        }
+    }
+    Ok(names)
+}
+
 /// Decodes the resource record at `pos`; returns it and the offset after it.
 fn read_record(msg: &[u8], pos: usize) -> Result<(Record, usize), WireError> {
     let (name, next) = read_name(msg, pos)?;
@@ -799,6 +824,24 @@ mod tests {
                 let _ = parse_reply(&bad);
             }
         }
+    }
+
+    #[test]
+    fn decode_reply_names_lists_every_name_read() {
+        let query = encode_query(7, "example.com", RrType::Mx).unwrap();
+        let reply = respond(&query, true).remove(0);
+        let names = decode_reply_names(&reply, "example.com").unwrap();
+        let want = [
+            "example.com",
+            "example.com",
+            "mx3.example.com",
+            "example.com",
+            "mx1.example.com",
+            "example.com",
+            "mx2.example.com",
+        ];
+        assert_eq!(names, want);
+        assert_eq!(decode_reply_names(&reply[..20], "example.com"), Err("it ends too early".to_string()));
     }
 
     #[test]

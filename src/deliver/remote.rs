@@ -218,7 +218,7 @@ impl Client {
     fn keep(&self, key: &str, conn: Conn, ehlo: Reply) {
         // A connection that erred, or holds replies nobody asked for, is out
         // of step: never reuse it.
-        if conn.broken || !conn.buf.is_empty() {
+        if conn.broken || !conn.replies.is_empty() {
             return;
         }
         let mut map = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -369,7 +369,7 @@ impl Client {
             } else {
                 // Anything the server sent after its 220 came before the
                 // handshake, in the clear: dropped unread.
-                conn.buf.clear();
+                conn.replies.clear();
                 let Stream::Plain(tcp) = std::mem::replace(&mut conn.io, Stream::Gone) else {
                     return Err(Failure::NextHost("internal: STARTTLS on a TLS connection".into()));
                 };
@@ -435,21 +435,24 @@ pub fn check(hostname: &str, outbound: &Outbound) -> Result<(), String> {
     Client::new(hostname, outbound).map(|_| ())
 }
 
-/// One server reply.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
+/// One server reply. Public only for the fuzz targets.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The code of the last line.
+    pub code: u16,
+    /// The text of each line after the code and separator.
+    pub lines: Vec<String>,
 }
 
 impl Reply {
     /// The whole reply on one line, as it goes into logs and bounces.
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         self.lines.iter().map(|l| format!("{} {l}", self.code)).collect::<Vec<_>>().join(" / ")
     }
 
     /// For EHLO replies: whether an extension keyword is listed.
-    fn has(&self, keyword: &str) -> bool {
+    pub fn has(&self, keyword: &str) -> bool {
         self.lines
             .iter()
             .skip(1)
@@ -457,7 +460,7 @@ impl Reply {
     }
 
     /// For EHLO replies: the parameters of an extension.
-    fn params(&self, keyword: &str) -> Option<Vec<String>> {
+    pub fn params(&self, keyword: &str) -> Option<Vec<String>> {
         self.lines.iter().skip(1).find_map(|l| {
             let mut words = l.split_whitespace();
             words.next().filter(|k| k.eq_ignore_ascii_case(keyword))?;
@@ -479,14 +482,14 @@ type Io = Stream<TlsStream<TcpStream>>;
 
 struct Conn {
     io: Io,
-    buf: Vec<u8>,
+    replies: ReplyReader,
     /// Set when an exchange failed midway; such a connection is not reused.
     broken: bool,
 }
 
 impl Conn {
     fn new(io: Io) -> Conn {
-        Conn { io, buf: Vec::new(), broken: false }
+        Conn { io, replies: ReplyReader::default(), broken: false }
     }
 
     async fn send(&mut self, bytes: &[u8], limit: Duration) -> io::Result<()> {
@@ -501,26 +504,6 @@ impl Conn {
         result
     }
 
-    async fn line(&mut self, deadline: Instant) -> io::Result<String> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                let line = String::from_utf8_lossy(&line);
-                return Ok(line.trim_end_matches(['\r', '\n']).to_string());
-            }
-            if self.buf.len() > MAX_REPLY {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "reply line too long"));
-            }
-            let mut chunk = [0u8; 4096];
-            let left = deadline.saturating_duration_since(Instant::now());
-            let n = self.io.read(&mut chunk).or(timeout(left)).await?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
     /// One whole reply, which must arrive within `limit` however slowly its
     /// bytes trickle in.
     async fn reply(&mut self, limit: Duration) -> io::Result<Reply> {
@@ -532,26 +515,17 @@ impl Conn {
     }
 
     async fn reply_within(&mut self, deadline: Instant) -> io::Result<Reply> {
-        let mut lines = Vec::new();
-        let mut total = 0;
         loop {
-            let line = self.line(deadline).await?;
-            total += line.len();
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
-            let Some(code) = code else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("not an SMTP reply: {line:?}"),
-                ));
-            };
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if !more {
-                return Ok(Reply { code, lines });
+            if let Some(reply) = self.replies.next_reply()? {
+                return Ok(reply);
             }
-            if total > MAX_REPLY {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"));
+            let mut chunk = [0u8; 4096];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = self.io.read(&mut chunk).or(timeout(left)).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"));
             }
+            self.replies.push(&chunk[..n]);
         }
     }
 
@@ -756,6 +730,89 @@ impl Conn {
     }
 }
 
+/// Turns the bytes a server sends into replies, whatever sizes they arrive in.
+/// Pure: the connection reads, this parses. Public only for the fuzz targets.
+///
+/// A line longer than 64 KiB, or a multiline reply whose text adds up to
+/// more, is refused, as is a line that does not start with a code from 200
+/// to 599. The code of a multiline reply is that of its last line.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct ReplyReader {
+    /// Bytes not yet parsed: at most a partial line once `next_reply` is done.
+    buf: Vec<u8>,
+    /// How many bytes at the start of `buf` are known to hold no line end, so
+    /// that a reply trickling in byte by byte is not searched over and over.
+    scanned: usize,
+    /// The lines of a reply whose last line has not arrived.
+    lines: Vec<String>,
+    /// The length of those lines so far.
+    total: usize,
+}
+
+impl ReplyReader {
+    /// Adds bytes read from the server.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// True when nothing is buffered: no partial reply, no unread bytes.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.lines.is_empty()
+    }
+
+    /// Forgets everything buffered.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.scanned = 0;
+        self.lines.clear();
+        self.total = 0;
+    }
+
+    /// The next whole reply, or `None` until more bytes arrive.
+    ///
+    /// # Errors
+    /// `InvalidData` for a line that is not a reply line and for replies over
+    /// the size limit; the reader is then out of step with the server.
+    pub fn next_reply(&mut self) -> io::Result<Option<Reply>> {
+        loop {
+            let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buf.len();
+                // However the bytes are split, a line this long is refused.
+                if self.buf.len() >= MAX_REPLY {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "reply line too long"));
+                }
+                return Ok(None);
+            };
+            let i = self.scanned + i;
+            if i >= MAX_REPLY {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "reply line too long"));
+            }
+            self.scanned = 0;
+            let raw: Vec<u8> = self.buf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            self.total += line.len();
+            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
+            let Some(code) = code else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("not an SMTP reply: {line:?}"),
+                ));
+            };
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            self.lines.push(line.get(4..).unwrap_or("").to_string());
+            if !more {
+                self.total = 0;
+                return Ok(Some(Reply { code, lines: std::mem::take(&mut self.lines) }));
+            }
+            if self.total > MAX_REPLY {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"));
+            }
+        }
+    }
+}
+
 /// Opportunistic TLS to MX hosts: the handshake is checked, the certificate
 /// is not (RFC 7435).
 #[derive(Debug)]
@@ -793,5 +850,86 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` to a reader in pieces of `step` bytes; the replies read,
+    /// then the error that stopped it, if any.
+    fn read(input: &[u8], step: usize) -> (Vec<(u16, Vec<String>)>, Option<String>) {
+        let mut reader = ReplyReader::default();
+        let mut replies = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            reader.push(piece);
+            loop {
+                match reader.next_reply() {
+                    Ok(Some(r)) => replies.push((r.code, r.lines)),
+                    Ok(None) => break,
+                    Err(e) => return (replies, Some(e.to_string())),
+                }
+            }
+        }
+        (replies, None)
+    }
+
+    #[test]
+    fn replies_are_read_whatever_the_reads() {
+        let long = format!("250 {}\r\n", "x".repeat(MAX_REPLY));
+        let just_fits = format!("250 {}\r\n", "x".repeat(MAX_REPLY - 6));
+        let many = "250-x\r\n".repeat(MAX_REPLY / 5 + 1) + "250 x\r\n";
+        type Case<'a> = (&'a [u8], &'a [(u16, &'a [&'a str])], Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            (b"220 mx.example ESMTP\r\n", &[(220, &["mx.example ESMTP"])], None),
+            (b"250-a\r\n250-SIZE 10\r\n250 PIPELINING\r\n", &[(250, &["a", "SIZE 10", "PIPELINING"])], None),
+            (b"250 ok\r\n550 no\r\n354", &[(250, &["ok"]), (550, &["no"])], None),
+            (b"250 ok\n251\r\n", &[(250, &["ok"]), (251, &[""])], None),
+            (b"250-a\r\n451 b\r\n", &[(451, &["a", "b"])], None),
+            (b"250-a\r\n", &[], None),
+            (b"hello\r\n", &[], Some("not an SMTP reply: \"hello\"")),
+            (b"199 x\r\n", &[], Some("not an SMTP reply: \"199 x\"")),
+            (b"+25 x\r\n", &[], Some("not an SMTP reply: \"+25 x\"")),
+            (b"250 ok\r\n600 x\r\n", &[(250, &["ok"])], Some("not an SMTP reply: \"600 x\"")),
+            (long.as_bytes(), &[], Some("reply line too long")),
+            (&long.as_bytes()[..MAX_REPLY], &[], Some("reply line too long")),
+            (&long.as_bytes()[..MAX_REPLY - 1], &[], None),
+            (many.as_bytes(), &[], Some("reply too long")),
+        ];
+        for &(input, want, err) in cases {
+            let want: Vec<(u16, Vec<String>)> =
+                want.iter().map(|(c, l)| (*c, l.iter().map(|s| s.to_string()).collect())).collect();
+            for step in [1, 2, 3, 7, 4096, input.len()] {
+                let (got, got_err) = read(input, step);
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(&input[..input.len().min(40)])
+                );
+                assert_eq!(got_err.as_deref(), err, "step {step}");
+            }
+        }
+        let (got, err) = read(just_fits.as_bytes(), 1000);
+        assert_eq!((got.len(), err), (1, None));
+    }
+
+    #[test]
+    fn a_partial_reply_keeps_the_reader_busy() {
+        let mut reader = ReplyReader::default();
+        assert!(reader.is_empty());
+        reader.push(b"250-a\r\n");
+        assert_eq!(reader.next_reply().unwrap(), None);
+        assert!(!reader.is_empty(), "half a reply is buffered");
+        reader.push(b"250 b\r\n");
+        assert_eq!(
+            reader.next_reply().unwrap(),
+            Some(Reply { code: 250, lines: vec!["a".into(), "b".into()] })
+        );
+        assert!(reader.is_empty());
+        reader.push(b"250 late");
+        reader.clear();
+        assert!(reader.is_empty());
     }
 }

@@ -63,11 +63,14 @@ impl DataDecoder {
                 // Fast path: copy up to the next CR or LF in one go.
                 let run = input[i..].iter().position(|&b| b == b'\r' || b == b'\n');
                 let n = run.unwrap_or(input.len() - i);
+                // The part of the run within the line limit goes out first, as
+                // it would byte by byte, so a size limit reached in it wins.
+                let within = n.min((MAX_LINE - 2).saturating_sub(self.line_len));
+                self.emit(&input[i..i + within], out);
                 self.line_len += n;
                 if self.line_len > MAX_LINE - 2 {
                     self.fail(DataError::LineTooLong);
                 }
-                self.emit(&input[i..i + n], out);
                 i += n;
                 if i == input.len() {
                     break;
@@ -136,12 +139,15 @@ impl DataDecoder {
         if self.failure.is_some() || bytes.is_empty() {
             return;
         }
-        self.size += bytes.len() as u64;
-        if self.size > self.max_size {
+        // What fits is kept even when the rest does not, so that the output
+        // is the same however the input was split into reads.
+        let room = usize::try_from(self.max_size - self.size).unwrap_or(usize::MAX);
+        let keep = bytes.len().min(room);
+        self.size += keep as u64;
+        out.extend_from_slice(&bytes[..keep]);
+        if keep < bytes.len() {
             self.fail(DataError::TooBig);
-            return;
         }
-        out.extend_from_slice(bytes);
     }
 }
 
@@ -230,6 +236,49 @@ mod tests {
         let mut stuffed = b".".repeat(999);
         stuffed.extend_from_slice(b"\r\n.\r\n");
         assert_eq!(run(&stuffed, 100, 1 << 20).0, Err(DataError::LineTooLong));
+    }
+
+    /// Decodes `input` in reads of `step` bytes: the output, where the final dot
+    /// ended, and the verdict.
+    fn outcome(input: &[u8], step: usize, max: u64) -> (Vec<u8>, Option<usize>, Result<u64, DataError>) {
+        let mut d = DataDecoder::new(max);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() {
+            let end = (pos + step).min(input.len());
+            let (used, done) = d.decode(&input[pos..end], &mut out);
+            pos += used;
+            if done {
+                return (out, Some(pos), d.finish());
+            }
+        }
+        (out, None, d.finish())
+    }
+
+    #[test]
+    fn the_outcome_does_not_depend_on_the_reads() {
+        let long_line = [b"y".repeat(1200), b"\r\n.\r\n".to_vec()].concat();
+        let cases: &[(&[u8], u64)] = &[
+            // Found by fuzzing: an over-size read kept nothing, byte-sized reads kept
+            // what fit.
+            (b"\x00\x00\x00\x00\x00\x00\x00\x00", 5),
+            (b"abcdefgh\r\n.\r\n", 5),
+            // Too long and too big at once: the first limit reached must win
+            // however the line arrives.
+            (&long_line, 500),
+            (&long_line, 998),
+            (&long_line, 999),
+            (&long_line, 2000),
+            (b"a\r\n.x\r\n..\r\n.\r\n", 7),
+        ];
+        for &(input, max) in cases {
+            let whole = outcome(input, input.len(), max);
+            for step in [1, 2, 3, 7, 64, 999] {
+                assert_eq!(outcome(input, step, max), whole, "{input:?} max {max} step {step}");
+            }
+        }
+        assert_eq!(outcome(&long_line, long_line.len(), 500).2, Err(DataError::TooBig));
+        assert_eq!(outcome(&long_line, long_line.len(), 999).2, Err(DataError::LineTooLong));
     }
 
     #[test]
