@@ -31,7 +31,7 @@ fi
 TOOLCHAIN=nightly
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     say "installing the nightly toolchain"
-    if ! timeout 300 rustup toolchain install nightly --profile minimal --no-self-update; then
+    if ! timeout 120 rustup toolchain install nightly --profile minimal --no-self-update; then
         TOOLCHAIN=$(rustup show active-toolchain | cut -d' ' -f1)
         say "no nightly toolchain to be had; using $TOOLCHAIN with RUSTC_BOOTSTRAP=1"
         export RUSTC_BOOTSTRAP=1
