@@ -24,6 +24,9 @@ use crate::{Settings, control, tls};
 /// How long sessions may take to finish their transaction after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a stop waits for deliveries under way once the sessions are over.
+const DELIVERY_GRACE: Duration = Duration::from_secs(10);
+
 /// The parts of a running server that signals and `status` reach.
 pub struct Daemon {
     settings: SharedSettings,
@@ -146,10 +149,9 @@ impl Daemon {
         while self.server.open_connections() > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(50)).await;
         }
-        // Outcomes of finished deliveries may be waiting for company.
-        if let Err(e) = self.queue.sync().await {
-            log::error!("cannot record the last delivery outcomes: {e}");
-        }
+        // Let deliveries under way finish and their outcomes be written, so
+        // a clean stop delivers nothing twice at the next start.
+        self.queue.stop(DELIVERY_GRACE).await;
         match self.server.open_connections() {
             0 => log::info!("stopped"),
             n => log::warn!("stopped with {n} session(s) still open after {}s", SHUTDOWN_GRACE.as_secs()),

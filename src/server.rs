@@ -35,7 +35,7 @@ const MAX_COMMAND_LINE: usize = 512;
 
 /// Message bytes are stored in pieces of this size as they arrive, so a large
 /// message never sits in memory whole.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 128 * 1024;
 
 /// How much is read from a socket at once during DATA.
 const READ_SIZE: usize = 16 * 1024;
@@ -629,13 +629,22 @@ impl Conn {
         let mut store_error: Option<StoreError> = None;
         let result = loop {
             let before = body.len();
+            // Decoding gives out at most what is buffered now and the few
+            // bytes it held back from the last read: room for that is all it
+            // can need. Growing straight to a piece and a read keeps the
+            // vector from doubling past it.
+            const HELD_BACK: usize = 2048;
+            let need = before + self.inbuf.unread().len() + HELD_BACK;
+            if need > body.capacity() {
+                body.reserve_exact((CHUNK + READ_SIZE + HELD_BACK).max(need) - before);
+            }
             let (used, done) = decoder.decode(self.inbuf.unread(), &mut body);
             self.inbuf.consume(used);
             headers.feed(&body[before..]);
             if store_error.is_some() || decoder.failed() {
                 body.clear();
             } else if body.len() >= CHUNK {
-                let piece = std::mem::replace(&mut body, Vec::with_capacity(CHUNK));
+                let piece = std::mem::take(&mut body);
                 match queue.write(Write::Chunk { id, n: stored, bytes: piece }).await {
                     Ok(()) => stored += 1,
                     Err(e) => store_error = Some(e),

@@ -43,8 +43,9 @@ pub type Body = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 type Answer = Result<PathBuf, DeliveryError>;
 type Reply = smol::channel::Sender<Answer>;
 
-/// The most messages one batch writes.
+/// The most messages, and about the most bytes, one batch writes.
 const MAX_BATCH: usize = 64;
+const MAX_BATCH_BYTES: u64 = 64 << 20;
 
 /// How long a batch waits for company after its first message. Delivery
 /// takes that much longer; acceptance does not wait for it. A message every
@@ -94,10 +95,28 @@ impl Writer {
     /// # Errors
     /// As [`deliver`].
     pub async fn deliver(&self, job: Job) -> Answer {
+        self.submit(job).await.wait().await
+    }
+
+    /// Hands one message to the writer; [`Pending::wait`] gives the answer.
+    /// Several submitted before waiting go into one batch.
+    pub async fn submit(&self, job: Job) -> Pending {
         let (tx, rx) = smol::channel::bounded(1);
+        Pending(self.jobs.send((job, tx)).await.ok().map(|()| rx))
+    }
+}
+
+/// A message handed to the [`Writer`], not yet answered.
+pub struct Pending(Option<smol::channel::Receiver<Answer>>);
+
+impl Pending {
+    /// The answer: the path of the new file once it is durable.
+    ///
+    /// # Errors
+    /// As [`deliver`].
+    pub async fn wait(self) -> Answer {
         let stopped = || DeliveryError::Transient("the Maildir writer has stopped".into());
-        self.jobs.send((job, tx)).await.map_err(|_| stopped())?;
-        rx.recv().await.map_err(|_| stopped())?
+        self.0.ok_or_else(stopped)?.recv().await.map_err(|_| stopped())?
     }
 }
 
@@ -126,9 +145,10 @@ fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
             continue;
         };
         // Company for the first job: whatever comes within GATHER.
+        let mut bytes = first.0.crlf_size;
         let mut batch = vec![first];
         let until = Instant::now() + GATHER;
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             let next = match rx.try_recv() {
                 Ok(next) => Some(next),
                 Err(_) => {
@@ -143,12 +163,15 @@ fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
                 }
             };
             match next {
-                Some(next) => batch.push(next),
+                Some(next) => {
+                    bytes += next.0.crlf_size;
+                    batch.push(next);
+                }
                 None => break,
             }
         }
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let (staged, synced) = sync(jobs.into_iter().map(stage).collect());
+        let (staged, synced) = sync(jobs.into_iter().map(stage_guarded).collect());
         // The syncfs calls just made have put earlier renames on disk too.
         let (done, still): (Vec<_>, Vec<_>) =
             renamed.drain(..).partition(|(r, _, _)| synced.contains(&r.dev));
@@ -250,7 +273,7 @@ fn sync(staged: Vec<Result<Staged, DeliveryError>>) -> (Vec<Result<Staged, Deliv
             let whole_fs = match tried.iter().find(|(d, _)| *d == s.dev) {
                 Some(&(_, ok)) => ok,
                 None => {
-                    let ok = rustix::fs::syncfs(&s.file).is_ok();
+                    let ok = syncfs_is_trusted(&s.file) && rustix::fs::syncfs(&s.file).is_ok();
                     tried.push((s.dev, ok));
                     ok
                 }
@@ -262,6 +285,37 @@ fn sync(staged: Vec<Result<Staged, DeliveryError>>) -> (Vec<Result<Staged, Deliv
         })
         .collect();
     (staged, tried.into_iter().filter(|&(_, ok)| ok).map(|(d, _)| d).collect())
+}
+
+/// Whether a successful `syncfs` on `file`'s filesystem means everything
+/// written there is on disk. Before Linux 5.8 syncfs reported no write-back
+/// errors, and before 5.17 it ignored a failed journal commit; FUSE and other
+/// filesystems may answer success without flushing. So only ext4, XFS and
+/// btrfs on Linux 5.17 or later are trusted; elsewhere each file and each
+/// `new/` is fsynced on its own.
+fn syncfs_is_trusted(file: &File) -> bool {
+    const EXT4: u32 = 0xEF53;
+    const XFS: u32 = 0x5846_5342;
+    const BTRFS: u32 = 0x9123_683E;
+    static KERNEL_OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let kernel_ok = *KERNEL_OK.get_or_init(|| {
+        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        kernel_at_least(&release, (5, 17))
+    });
+    // f_type is a signed or unsigned word depending on the architecture.
+    #[allow(clippy::unnecessary_cast)]
+    let fs_type = rustix::fs::fstatfs(file).map(|st| st.f_type as u32);
+    kernel_ok && matches!(fs_type, Ok(EXT4 | XFS | BTRFS))
+}
+
+/// Whether a kernel release string such as "6.1.0-13-arm64" is at least
+/// `(major, minor)`.
+fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
+    }
 }
 
 /// Makes the new names durable with one fsync per `new/` directory; a file
@@ -288,6 +342,13 @@ fn settle(renamed: Vec<Renamed>) -> Vec<Answer> {
             }
         })
         .collect()
+}
+
+/// [`stage`], with a panic (in the body's source, say) failing this job only
+/// rather than the writer thread and every delivery after it.
+fn stage_guarded(job: Job) -> Result<Staged, DeliveryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage(job)))
+        .unwrap_or_else(|_| Err(DeliveryError::Transient("writing the Maildir file panicked".into())))
 }
 
 /// Writes one job's file into `tmp/`, without waiting for the disk.
@@ -425,6 +486,21 @@ mod tests {
             w.written += 1;
         }
         (w.inner, w.written)
+    }
+
+    #[test]
+    fn kernel_versions() {
+        for (release, want) in [
+            ("6.1.0-13-arm64", true),
+            ("5.17.0", true),
+            ("5.16.20-v8+", false),
+            ("5.10.103-v7l+", false),
+            ("4.19", false),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(kernel_at_least(release, (5, 17)), want, "{release}");
+        }
     }
 
     #[test]

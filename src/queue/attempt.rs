@@ -41,16 +41,25 @@ impl Queue {
         };
         let mut results: Vec<Option<RecipientResult>> = vec![None; message.recipients.len()];
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // Every local recipient is handed to the Maildir writer before any
+        // answer is awaited, so they share one batch.
+        let mut local = Vec::new();
         for (i, r) in message.recipients.iter().enumerate() {
             if r.status != Status::Pending {
                 continue;
             }
             match &r.route {
                 Route::Local { user, domain } => {
-                    results[i] = Some(self.deliver_local(&message, user, domain, settings).await);
+                    local.push((i, self.deliver_local(&message, user, domain, settings).await));
                 }
                 Route::Remote(a) => remote.entry(a.domain().as_str().to_string()).or_default().push(i),
             }
+        }
+        for (i, pending) in local {
+            results[i] = Some(match pending {
+                Ok(pending) => pending.wait().await.map(|path| path.display().to_string()),
+                Err(e) => Err(e),
+            });
         }
         for (domain, indexes) in remote {
             let recipients: Vec<Address> = indexes
@@ -80,13 +89,14 @@ impl Queue {
         self.record(message, report);
     }
 
+    /// Hands a local recipient's copy to the Maildir writer.
     async fn deliver_local(
         &self,
         message: &Message,
         user: &str,
         domain: &crate::envelope::Domain,
         settings: &Settings,
-    ) -> RecipientResult {
+    ) -> Result<maildir::Pending, DeliveryError> {
         if !settings.accounts.is_user(user, domain) {
             return Err(DeliveryError::Permanent(format!("5.1.1 mailbox {user}@{domain} no longer exists")));
         }
@@ -110,7 +120,7 @@ impl Queue {
                 })
             }),
         };
-        self.maildir.deliver(job).await.map(|path| path.display().to_string())
+        Ok(self.maildir.submit(job).await)
     }
 
     /// Applies the results to the message's recipients, logs each, sets the

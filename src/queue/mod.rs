@@ -18,8 +18,8 @@ pub mod schedule;
 pub mod stats;
 pub mod store;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -92,6 +92,10 @@ pub struct Queue {
     writes: Sender<(Write, Done)>,
     events: Sender<Event>,
     events_rx: Receiver<Event>,
+    /// Set when the server stops: no new attempts.
+    stopping: AtomicBool,
+    /// Attempts and admin changes under way, as the runner last saw them.
+    under_way: AtomicUsize,
 }
 
 impl std::fmt::Debug for Queue {
@@ -117,7 +121,16 @@ impl Queue {
         let (events, events_rx) = channel::unbounded();
         let maildir = maildir::Writer::start(config.limits.delivery_workers)
             .map_err(|e| StoreError::Other(format!("cannot start the Maildir writers: {e}")))?;
-        Ok(Queue { store, stats: stats::Stats::default(), maildir, writes, events, events_rx })
+        Ok(Queue {
+            store,
+            stats: stats::Stats::default(),
+            maildir,
+            writes,
+            events,
+            events_rx,
+            stopping: AtomicBool::new(false),
+            under_way: AtomicUsize::new(0),
+        })
     }
 
     /// The store, for reads.
@@ -152,6 +165,21 @@ impl Queue {
         r
     }
 
+    /// Starts no more attempts, waits (up to `grace`) for those under way to
+    /// finish and their outcomes to be written, then commits whatever waits.
+    /// Deliveries cut off by `grace` are tried again at the next start.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake();
+        let deadline = Instant::now() + grace;
+        while self.under_way.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self.sync().await {
+            log::error!("cannot record the last delivery outcomes: {e}");
+        }
+    }
+
     /// Commits every write that is waiting, and returns once it is on disk.
     ///
     /// # Errors
@@ -173,6 +201,7 @@ impl Queue {
         // Messages with an attempt or admin change under way; true for those
         // with remote recipients.
         let mut busy: HashMap<QueueId, bool> = HashMap::new();
+        let mut remote_waiting: HashSet<QueueId> = HashSet::new();
         let mut held: HashMap<QueueId, u64> = HashMap::new();
         let mut unrecorded: Vec<(Message, Report)> = Vec::new();
         let mut admin_waiting: Vec<AdminRequest> = Vec::new();
@@ -206,9 +235,23 @@ impl Queue {
                 .detach();
             }
             admin_waiting = still_waiting;
-            let skip = |id: QueueId| busy.contains_key(&id) || held.contains_key(&id);
+            // While the remote places are all taken, the remote messages seen
+            // waiting are passed over, so local mail behind a remote backlog
+            // is still found.
+            let remote_full = busy.values().filter(|&&r| r).count() >= remote_cap;
+            if !remote_full {
+                remote_waiting.clear();
+            }
+            let skip = |id: QueueId| {
+                busy.contains_key(&id) || held.contains_key(&id) || remote_waiting.contains(&id)
+            };
             let mut wait = MAX_IDLE;
-            match self.store.due(now, SCAN_WINDOW, skip) {
+            let scan = if self.stopping.load(Ordering::SeqCst) {
+                Ok((Vec::new(), None))
+            } else {
+                self.store.due(now, SCAN_WINDOW, skip)
+            };
+            match scan {
                 Ok((ids, next)) => {
                     if let Some(at) = next {
                         wait = Duration::from_secs(at.saturating_sub(now)).min(MAX_IDLE);
@@ -221,6 +264,7 @@ impl Queue {
                         }
                         let remote = self.store.message(id).ok().flatten().is_some_and(|m| has_remote(&m));
                         if remote && remote_busy >= remote_cap {
+                            remote_waiting.insert(id);
                             continue;
                         }
                         remote_busy += usize::from(remote);
@@ -240,6 +284,7 @@ impl Queue {
             if let Some(&until) = held.values().min() {
                 wait = wait.min(Duration::from_secs(until.saturating_sub(now)));
             }
+            self.under_way.store(busy.len(), Ordering::SeqCst);
             let first = async { self.events_rx.recv().await.ok() }
                 .or(async {
                     Timer::after(wait).await;

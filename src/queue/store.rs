@@ -286,6 +286,11 @@ impl Store {
             .unwrap_commit();
         let data_file = std::fs::canonicalize(dir.join("data.mdb")).ok();
         let map = data_file.as_deref().and_then(find_mapping);
+        if map.is_none() {
+            log::warn!(
+                "cannot find the queue's mapping in /proc/self/maps; large messages will be read through it"
+            );
+        }
         let file = data_file.and_then(|p| std::fs::File::open(p).ok());
         let store = Store {
             env,
@@ -601,7 +606,10 @@ fn release_range(start: usize, len: usize) {
     let (first, end) = (start.next_multiple_of(page), (start + len) / page * page);
     if end > first {
         // SAFETY: the range lies in LMDB's read-only, shared mapping of the
-        // data file (the environment is not opened with WRITEMAP, so LMDB
+        // data file, which stays where it is for the life of the process (the
+        // environment is leaked, never closed, and its map never resized, so
+        // the range can never hold other memory). It is not opened with
+        // WRITEMAP, so LMDB
         // writes with pwrite, never through the mapping). MADV_DONTNEED on a
         // shared file mapping only drops this process's page table entries;
         // the next access to the range faults the same file bytes back in
