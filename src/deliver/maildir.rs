@@ -53,18 +53,12 @@ const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// the disk with several others.
 const GATHER: Duration = Duration::from_millis(50);
 
-/// How long renamed files wait for the next batch's `syncfs` to make their
-/// names durable before their directories are fsynced on their own.
-const SETTLE: Duration = Duration::from_millis(20);
-
 /// Writes Maildir files in batches, on threads of its own. A batch gathers
-/// the messages ready within [`GATHER`], writes every file into `tmp/`, makes them all durable with one `syncfs` per
-/// filesystem, and renames them into `new/`. The new names become durable
-/// with the next batch's `syncfs` (which commits every change to the
-/// filesystem made before it), or, when no batch follows soon, with one
-/// fsync per `new/` directory. Only then is a delivery reported done. So a
-/// steady stream of mail costs one journal commit per batch, where a
-/// file-by-file fsync would cost two per message.
+/// the messages ready within [`GATHER`], writes every file into `tmp/`,
+/// makes them all durable with one `syncfs` per filesystem, renames them
+/// into `new/`, and fsyncs each `new/` directory once. Only then is a
+/// delivery reported done. A steady stream of mail costs two journal commits
+/// per batch, where a file-by-file fsync would cost two per message.
 pub struct Writer {
     jobs: smol::channel::Sender<(Job, Reply)>,
 }
@@ -120,30 +114,9 @@ impl Pending {
     }
 }
 
-/// One writer thread: batches of jobs, and the renamed files of earlier
-/// batches waiting for a `syncfs` or their directory's fsync.
+/// One writer thread: gathers a batch, writes it, makes it durable, answers.
 fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
-    // Renamed files, oldest first, with when they were renamed.
-    let mut renamed: Vec<(Renamed, Reply, Instant)> = Vec::new();
-    loop {
-        let first = match renamed.first() {
-            None => match rx.recv_blocking() {
-                Ok(job) => Some(job),
-                Err(_) => return,
-            },
-            Some((_, _, since)) => {
-                let left = SETTLE.saturating_sub(since.elapsed());
-                smol::block_on(async { rx.recv().await.ok() }.or(async {
-                    smol::Timer::after(left).await;
-                    None
-                }))
-            }
-        };
-        let Some(first) = first else {
-            // Nothing came soon (or the server stops): fsync the directories.
-            settle_older(&mut renamed, Duration::ZERO);
-            continue;
-        };
+    while let Ok(first) = rx.recv_blocking() {
         // Company for the first job: whatever comes within GATHER.
         let mut bytes = first.0.crlf_size;
         let mut batch = vec![first];
@@ -171,36 +144,36 @@ fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
             }
         }
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let (staged, synced) = sync(jobs.into_iter().map(stage_guarded).collect());
-        // The syncfs calls just made have put earlier renames on disk too.
-        let (done, still): (Vec<_>, Vec<_>) =
-            renamed.drain(..).partition(|(r, _, _)| synced.contains(&r.dev));
-        for (r, reply, _) in done {
-            let _ = reply.try_send(Ok(r.final_path));
-        }
-        renamed = still;
-        // Files on another filesystem than the mail that keeps coming.
-        settle_older(&mut renamed, SETTLE);
-        let now = Instant::now();
-        for (s, reply) in staged.into_iter().zip(replies) {
-            match s.and_then(Staged::rename) {
-                Ok(r) => renamed.push((r, reply, now)),
-                Err(e) => {
-                    let _ = reply.try_send(Err(e));
-                }
-            }
+        for (answer, reply) in deliver_batch(jobs).into_iter().zip(replies) {
+            let _ = reply.try_send(answer);
         }
     }
 }
 
-/// Settles and answers the renamed files that have waited `age` or longer.
-fn settle_older(renamed: &mut Vec<(Renamed, Reply, Instant)>, age: Duration) {
-    let (old, young): (Vec<_>, Vec<_>) = renamed.drain(..).partition(|(_, _, since)| since.elapsed() >= age);
-    *renamed = young;
-    let (items, replies): (Vec<_>, Vec<_>) = old.into_iter().map(|(r, reply, _)| (r, reply)).unzip();
-    for (answer, reply) in settle(items).into_iter().zip(replies) {
-        let _ = reply.try_send(answer);
+/// Writes every job into `tmp/`, makes the files durable together, renames
+/// them into `new/` and makes the new names durable: the answers are in the
+/// jobs' order.
+fn deliver_batch(jobs: Vec<Job>) -> Vec<Answer> {
+    let staged = sync(jobs.into_iter().map(stage_guarded).collect());
+    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(staged.len());
+    let mut renamed = Vec::new();
+    for s in staged {
+        match s.and_then(Staged::rename) {
+            Ok(r) => {
+                renamed.push((answers.len(), r));
+                answers.push(None);
+            }
+            Err(e) => answers.push(Some(Err(e))),
+        }
     }
+    let (slots, items): (Vec<usize>, Vec<Renamed>) = renamed.into_iter().unzip();
+    for (slot, answer) in slots.into_iter().zip(settle(items)) {
+        answers[slot] = Some(answer);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(DeliveryError::Transient("not written".into()))))
+        .collect()
 }
 
 /// Delivers one message into the Maildir at `dir`, creating it if needed;
@@ -223,12 +196,7 @@ pub fn deliver(
         crlf_size,
         body: Box::new(body),
     };
-    let (mut staged, _) = sync(vec![stage(job)]);
-    let renamed = staged.pop().unwrap_or_else(|| Err(DeliveryError::Transient("nothing written".into())));
-    match renamed.and_then(Staged::rename) {
-        Ok(r) => settle(vec![r]).pop().unwrap_or_else(|| Err(DeliveryError::Transient("lost".into()))),
-        Err(e) => Err(e),
-    }
+    deliver_batch(vec![job]).pop().unwrap_or_else(|| Err(DeliveryError::Transient("not written".into())))
 }
 
 /// A file written into `tmp/`, not yet durable nor in `new/`.
@@ -242,7 +210,6 @@ struct Staged {
 
 /// A durable file renamed into `new/`; the new name may not be on disk yet.
 struct Renamed {
-    dev: u64,
     new_dir: PathBuf,
     final_path: PathBuf,
 }
@@ -255,18 +222,17 @@ impl Staged {
 
     fn rename(self) -> Result<Renamed, DeliveryError> {
         fs::rename(&self.tmp, &self.final_path).map_err(|e| self.discard(e, &self.final_path))?;
-        Ok(Renamed { dev: self.dev, new_dir: self.new_dir, final_path: self.final_path })
+        Ok(Renamed { new_dir: self.new_dir, final_path: self.final_path })
     }
 }
 
 /// Makes the staged files' data and metadata durable: one syncfs per
 /// filesystem, on the first file opened there, so every later write error is
 /// reported to it. Where syncfs fails, each file is fsynced on its own
-/// instead, and only a file that fails that is given up. Returns the files
-/// and the filesystems (device numbers) a syncfs went through on.
-fn sync(staged: Vec<Result<Staged, DeliveryError>>) -> (Vec<Result<Staged, DeliveryError>>, Vec<u64>) {
+/// instead, and only a file that fails that is given up.
+fn sync(staged: Vec<Result<Staged, DeliveryError>>) -> Vec<Result<Staged, DeliveryError>> {
     let mut tried: Vec<(u64, bool)> = Vec::new();
-    let staged = staged
+    staged
         .into_iter()
         .map(|s| {
             let s = s?;
@@ -283,8 +249,7 @@ fn sync(staged: Vec<Result<Staged, DeliveryError>>) -> (Vec<Result<Staged, Deliv
             }
             Ok(s)
         })
-        .collect();
-    (staged, tried.into_iter().filter(|&(_, ok)| ok).map(|(d, _)| d).collect())
+        .collect()
 }
 
 /// Whether a successful `syncfs` on `file`'s filesystem means everything

@@ -384,7 +384,7 @@ impl Queue {
 
 /// How long the outcome of a delivery may wait to be committed with other
 /// writes (see [`Write::can_wait`]), and how many may wait.
-const OUTCOME_WAIT: Duration = Duration::from_millis(200);
+const OUTCOME_WAIT: Duration = Duration::from_millis(50);
 const OUTCOMES_WAITING: usize = 64;
 
 /// The committer: takes every write waiting, commits them together, then
