@@ -98,18 +98,6 @@ def cpu_s(pids):
     return t / CLK
 
 
-def io_written(pids):
-    """Bytes the processes sent to the page cache (their own writes, no journal)."""
-    total = 0
-    for p in pids:
-        try:
-            m = re.search(r'^write_bytes: (\d+)', read('/proc/%d/io' % p), re.M)
-        except OSError:
-            continue
-        total += int(m.group(1)) if m else 0
-    return total
-
-
 def loopdev():
     out = subprocess.run(['findmnt', '-no', 'SOURCE', FS], capture_output=True, text=True).stdout.strip()
     return os.path.basename(out)
@@ -518,7 +506,7 @@ def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False):
     else:
         sink.count_base = sink.count
     syncfs()
-    d0, c0, w0 = disk(), cpu_s(tree(srv.root())), io_written(tree(srv.root()))
+    d0, c0 = disk(), cpu_s(tree(srv.root()))
     counter = None if sink else NewFiles(srv.new_dir())
     peak = PeakPss(srv.root)
     peak.start()
@@ -537,11 +525,10 @@ def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False):
     pk = peak.stop()
     c1 = cpu_s(tree(srv.root()))
     syncfs()
-    d1, w1 = disk(), io_written(tree(srv.root()))
+    d1 = disk()
     return dict(sessions=sessions, n=n, size=size, accept_rate=n / t_accept, e2e_rate=n / t_e2e,
                 cpu_ms=(c1 - c0) * 1000 / n, disk_kib=(d1['bytes'] - d0['bytes']) / 1024 / n,
-                flushes=(d1['flushes'] - d0['flushes']) / n, peak_pss_mib=pk / 1024,
-                own_kib=(w1 - w0) / 1024 / n)
+                flushes=(d1['flushes'] - d0['flushes']) / n, peak_pss_mib=pk / 1024)
 
 
 def wait_delivered(srv, sink, n):

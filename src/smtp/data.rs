@@ -157,18 +157,8 @@ mod tests {
 
     /// Runs the decoder over `input` split into pieces of `step` bytes.
     fn run(input: &[u8], step: usize, max: u64) -> (Result<Vec<u8>, DataError>, Option<usize>) {
-        let mut d = DataDecoder::new(max);
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos < input.len() {
-            let end = (pos + step).min(input.len());
-            let (used, done) = d.decode(&input[pos..end], &mut out);
-            pos += used;
-            if done {
-                return (d.finish().map(|_| out), Some(pos));
-            }
-        }
-        (d.finish().map(|_| out), None)
+        let (out, end, verdict) = outcome(input, step, max);
+        (verdict.map(|_| out), end)
     }
 
     #[test]
