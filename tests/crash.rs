@@ -1,10 +1,11 @@
 //! End to end for crash safety: the real binary SIGKILLed at random moments
-//! while clients submit mail, and a data dir on a file system that fills up.
-//! The LMDB map filling up is `a_full_store_answers_452_and_keeps_what_is_queued`
+//! while clients submit mail, a message with a stalled remote recipient
+//! killed or stopped, and a data dir on a file system that fills up. The
+//! LMDB map filling up is `a_full_store_answers_452_and_keeps_what_is_queued`
 //! in receive.rs.
 //!
-//! The rule under test (README, "How mail flows"): what got `250` is never
-//! lost; a crash between a Maildir write and its record may deliver twice.
+//! The rules under test (README, "How mail flows"): what got `250` is never
+//! lost, and a local recipient gets one copy, whenever the server dies.
 
 mod common;
 
@@ -18,6 +19,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::dns::Dns;
+use common::mx::{Behaviour, FakeMx};
 use common::{Postern, wait_for};
 
 /// Every mailbox the tests write to.
@@ -79,12 +82,38 @@ fn submit(addr: SocketAddr, rcpt: &str, message: &[u8]) -> io::Result<String> {
     Ok(last)
 }
 
-/// The test ids of the messages in every mailbox's `new/`, with how many
-/// copies of each; panics on a copy that is not complete.
+/// The files in a user's `new/` and `cur/`.
+fn mail_files(p: &Postern, domain: &str, user: &str) -> Vec<PathBuf> {
+    let dir = p.mail_root().join(domain).join(user);
+    let mut files = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+    }
+    files
+}
+
+/// Moves every file in a user's `new/` to `cur/` and flags it seen, as
+/// Dovecot does when a client opens the folder; returns how many.
+fn read_mail(p: &Postern, domain: &str, user: &str) -> usize {
+    let dir = p.mail_root().join(domain).join(user);
+    let mut moved = 0;
+    for file in p.inbox(domain, user) {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        if std::fs::rename(&file, dir.join("cur").join(format!("{name}:2,S"))).is_ok() {
+            moved += 1;
+        }
+    }
+    moved
+}
+
+/// The test ids of the messages in every mailbox's `new/` and `cur/`, with
+/// how many copies of each; panics on a copy that is not complete.
 fn delivered(p: &Postern) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for (domain, user) in MAILBOXES {
-        for file in p.inbox(domain, user) {
+        for file in mail_files(p, domain, user) {
             let Ok(bytes) = std::fs::read(&file) else { continue };
             let text = String::from_utf8_lossy(&bytes);
             let Some(id) = text.lines().find_map(|l| l.strip_prefix("X-Test-Id: ")) else {
@@ -200,16 +229,24 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
         .collect();
     let count = || acked.lock().unwrap().len();
     let mut last = 0;
+    // Copies a restart found rather than wrote, as each server logged them.
+    let mut found = 0;
     for round in 0..rounds {
         // The random moment of the next kill (not a synchronisation).
         let delay = Duration::from_millis(rng.next() % 400);
         thread::sleep(delay);
         let pid = p.pid();
+        found += p.count_log(&["written by an earlier attempt"]);
+        p.kill();
+        // While the server is down, a reader takes alice's new mail into
+        // cur/: copies whose delivery is not recorded yet are found there.
+        let read = read_mail(&p, "example.com", "alice");
         p.restart();
         *addr.write().unwrap() = p.addr;
         let now = count();
         eprintln!(
-            "crash: round {round}: pid {pid} killed after {} ms; {} acknowledged in the round, {now} in all",
+            "crash: round {round}: pid {pid} killed after {} ms; {} acknowledged in the round, {now} in all; \
+             {read} moved to cur/",
             delay.as_millis(),
             now - last
         );
@@ -227,6 +264,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
     // Nothing more is on its way: the final count.
     wait_queue_empty(&p);
     let got_final = delivered(&p);
+    found += p.count_log(&["written by an earlier attempt"]);
     assert!(got_final.len() >= got.len());
     let acked_set: HashSet<&String> = acked.iter().collect();
     let lost: Vec<&&String> = acked_set.iter().filter(|id| !got_final.contains_key(**id)).collect();
@@ -241,7 +279,8 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
     let refused = refused.lock().unwrap();
     eprintln!(
         "crash: {} tried, {} acknowledged, {} delivered (distinct), {} lost, {} duplicated {:?}, \
-         {} delivered but never acknowledged {:?}, {} refused {:?}, {} partial files left in tmp/, {:.1} s",
+         {} delivered but never acknowledged {:?}, {} refused {:?}, {} partial files left in tmp/, \
+         {found} copies found after a restart rather than written again, {:.1} s",
         tried.load(Ordering::SeqCst),
         acked.len(),
         got_final.len(),
@@ -256,7 +295,68 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
         began.elapsed().as_secs_f64()
     );
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
     assert!(acked.len() >= rounds * 5, "too little mail went through to test anything: {}", acked.len());
+}
+
+const LOCALHOST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 1);
+
+/// Queues one message for bob@example.com (local) and dave@remote.test, whose
+/// MX takes the whole message and then never answers the first time. The
+/// server waits for that answer longer than a stop waits for deliveries.
+/// Once bob's copy is in his Maildir and the remote has stalled, `stop`
+/// ends the server; it starts again, the remote takes the message, and the
+/// queue empties: bob must have exactly one copy.
+fn a_mixed_message_stopped_while_its_remote_stalls_leaves_one_local_copy(stop: impl FnOnce(&mut Postern)) {
+    let dns = Dns::start();
+    let remote =
+        FakeMx::start(|n| if n == 0 { Behaviour::HangAfterData } else { Behaviour::Rcpt("250 2.1.5 ok") });
+    dns.mx("remote.test", "mx.remote.test", LOCALHOST);
+    let mut p = Postern::start(&format!(
+        "[outbound]\nnameservers = [\"{}\"]\nmx_port = {}\nconnect_timeout = \"2s\"\n\
+         command_timeout = \"60s\"\ndata_timeout = \"60s\"\n\
+         [queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",
+        dns.addr,
+        remote.addr.port()
+    ));
+    {
+        let mut c = p.raw();
+        c.cmd("EHLO laptop.lan");
+        assert!(c.cmd("MAIL FROM:<alice@example.com>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<bob@example.com>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<dave@remote.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        assert!(c.cmd("Subject: mixed\r\n\r\nfor bob and dave\r\n.").starts_with("250 "));
+        assert!(c.cmd("QUIT").starts_with("221"));
+    }
+    p.wait_inbox("example.com", "bob", 1);
+    wait_for("the remote to stall", || (remote.hung.load(Ordering::SeqCst) == 1).then_some(()));
+    stop(&mut p);
+    p.restart();
+    wait_for("delivery to the remote after the restart", || (!remote.received().is_empty()).then_some(()));
+    wait_queue_empty(&p);
+    let copies = mail_files(&p, "example.com", "bob");
+    assert_eq!(copies.len(), 1, "bob's copies: {copies:?}\nlog:\n{}", p.log_text());
+    assert!(std::fs::read_to_string(&copies[0]).unwrap().ends_with("\nfor bob and dave\n"));
+    assert_eq!(remote.received().len(), 1);
+}
+
+#[test]
+fn sigkill_while_a_remote_recipient_stalls_leaves_one_local_copy() {
+    a_mixed_message_stopped_while_its_remote_stalls_leaves_one_local_copy(|p| {
+        p.kill();
+        // A reader has seen it meanwhile.
+        assert_eq!(read_mail(p, "example.com", "bob"), 1);
+    });
+}
+
+#[test]
+fn sigterm_while_a_remote_recipient_stalls_leaves_one_local_copy() {
+    a_mixed_message_stopped_while_its_remote_stalls_leaves_one_local_copy(|p| {
+        let status = p.terminate();
+        assert!(status.success(), "a stop is clean even with a delivery cut off: {status}");
+        assert!(p.log_text().contains("stopped"), "{}", p.log_text());
+    });
 }
 
 /// Unmounts a file system when dropped, also when the test fails.
