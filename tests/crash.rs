@@ -491,3 +491,244 @@ fn a_full_disk_answers_4xx_loses_nothing_and_recovers_when_space_is_freed() {
     assert_eq!(p.pid(), pid);
     wait_queue_empty(&p);
 }
+
+/// Whether strace can run here; `None` with the reason the test is skipped.
+/// Under CI (`CI=true`) a missing strace fails the test: `.ci/run`
+/// installs it.
+fn strace_available() -> Option<()> {
+    if common::runner().is_some() {
+        eprintln!("SKIPPED: strace does not trace through the emulator");
+        return None;
+    }
+    let ok = Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "strace is not installed (CI needs it: apt-get install strace)"
+        );
+        eprintln!("SKIPPED: strace is not installed");
+        return None;
+    }
+    Some(())
+}
+
+/// The traced server and strace around it: both ended when dropped, as
+/// strace would leave the server running if only it were killed.
+struct Traced {
+    strace: std::process::Child,
+    /// The server's pid, until it is known to have exited.
+    server: Option<u32>,
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(pid) = self.server.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+    }
+}
+
+/// The process whose parent is `parent`.
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
+        |pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+                // "pid (comm) state ppid ...": comm may hold spaces.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            }) == Some(parent)
+        },
+    )
+}
+
+/// What a trace shows about Maildir moves and LMDB commits.
+#[derive(Debug, Default)]
+struct TraceCheck {
+    /// Moves into `new/` whose `new/` was fsynced before the next commit.
+    moves: usize,
+    /// Every move into `new/`, and those of files made durable by a syncfs
+    /// rather than their own fsync.
+    moved: usize,
+    by_syncfs: usize,
+    problems: Vec<String>,
+}
+
+/// Reads an `strace -f -y` trace in order. A file moved from a Maildir's
+/// `tmp/` into `new/` must have been made durable first: fsynced itself, or
+/// a syncfs finished after it was created. Once a move into `new/` has
+/// finished, no write to `data.mdb` may start (the commit that records the
+/// outcome) until an fsync of that `new/` has finished after the move.
+fn check_trace(trace: &str, mail_root: &str) -> TraceCheck {
+    let mut check = TraceCheck::default();
+    // Calls begun and not yet finished, by thread.
+    let mut unfinished: BTreeMap<String, String> = BTreeMap::new();
+    // Maildir tmp/ files: when each was created, and whether it was fsynced.
+    let mut created: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fsynced: HashSet<String> = HashSet::new();
+    let mut last_syncfs: Option<usize> = None;
+    // new/ directories with a finished move and no fsync since, and the moves.
+    let mut unsettled: BTreeMap<String, usize> = BTreeMap::new();
+    let mut settled = 0;
+    let fd_path = |args: &str| -> Option<String> {
+        let start = args.find('<')? + 1;
+        Some(args[start..start + args[start..].find('>')?].to_string())
+    };
+    let quoted =
+        |args: &str| -> Vec<String> { args.split('"').skip(1).step_by(2).map(String::from).collect() };
+    for (n, line) in trace.lines().enumerate() {
+        let Some((tid, call)) = line.split_once(' ') else { continue };
+        let call = call.trim_start();
+        // A call either ends on its line, or starts here and is resumed later.
+        let starting = !call.starts_with("<... ");
+        let (text, result) = if let Some(rest) = call.strip_prefix("<... ") {
+            let Some(begun) = unfinished.remove(tid) else { continue };
+            (begun, rest.rsplit_once(") = ").map(|(_, r)| r.to_string()))
+        } else if let Some(begun) = call.strip_suffix(" <unfinished ...>") {
+            unfinished.insert(tid.to_string(), begun.to_string());
+            (begun.to_string(), None)
+        } else {
+            (call.to_string(), call.rsplit_once(") = ").map(|(_, r)| r.to_string()))
+        };
+        let name = text.split('(').next().unwrap_or("");
+        let args = text.get(name.len() + 1..).unwrap_or("");
+        // "0", or "21</path>" for a new fd; "-1 EEXIST (File exists)" failed.
+        let number =
+            result.as_deref().and_then(|r| r.split(|c: char| c != '-' && !c.is_ascii_digit()).next());
+        let done = number.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v >= 0);
+        let in_maildir = |p: &str, sub: &str| p.starts_with(mail_root) && p.contains(sub);
+        match name {
+            // A write to the store begins: it must wait for the new names.
+            "pwrite64" | "pwritev" | "pwritev2" | "fdatasync" | "fsync" | "msync"
+                if fd_path(args).is_some_and(|p| p.ends_with("/data.mdb")) || name == "msync" =>
+            {
+                if !starting {
+                    continue;
+                }
+                if !unsettled.is_empty() {
+                    check.problems.push(format!(
+                        "line {}: the store is written while {unsettled:?} hold moves not yet fsynced: {line}",
+                        n + 1
+                    ));
+                    unsettled.clear();
+                }
+                check.moves += std::mem::take(&mut settled);
+            }
+            "fsync" | "fdatasync" if done => {
+                if let Some(p) = fd_path(args) {
+                    if in_maildir(&p, "/new") && p.ends_with("/new") {
+                        settled += unsettled.remove(&p).unwrap_or(0);
+                    } else if in_maildir(&p, "/tmp/") {
+                        fsynced.insert(p);
+                    }
+                }
+            }
+            "syncfs" if done => last_syncfs = Some(n),
+            "openat" if done && args.contains("O_CREAT") => {
+                if let Some(p) = quoted(args).into_iter().find(|p| in_maildir(p, "/tmp/")) {
+                    created.insert(p, n);
+                }
+            }
+            "rename" | "renameat" | "renameat2" | "link" | "linkat" if done => {
+                let paths = quoted(args);
+                let (Some(from), Some(to)) = (paths.first(), paths.last()) else { continue };
+                if !in_maildir(to, "/new/") {
+                    continue;
+                }
+                let by_syncfs = created.get(from).is_some_and(|&c| last_syncfs.is_some_and(|s| s > c));
+                if !fsynced.contains(from) && !by_syncfs {
+                    check
+                        .problems
+                        .push(format!("line {}: {from} moved into new/ before it was durable", n + 1));
+                }
+                check.moved += 1;
+                check.by_syncfs += usize::from(by_syncfs && !fsynced.contains(from));
+                let dir = to.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+                *unsettled.entry(dir).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    if settled > 0 || !unsettled.is_empty() {
+        check.problems.push(format!(
+            "{settled} fsynced and {unsettled:?} unfsynced moves were never followed by a commit"
+        ));
+    }
+    check
+}
+
+#[test]
+fn each_move_into_new_is_fsynced_before_its_outcome_is_committed() {
+    if strace_available().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(&config, common::config_text(dir.path(), "", "")).unwrap();
+    let trace_path = dir.path().join("trace");
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-y", "-o"])
+        .arg(&trace_path)
+        .arg("-e")
+        .arg("trace=openat,rename,renameat,renameat2,link,linkat,fsync,fdatasync,syncfs,msync,pwrite64,pwritev,pwritev2")
+        .arg(env!("CARGO_BIN_EXE_postern"));
+    let (child, log, [addr, _, _]) = common::spawn_with(strace, &config);
+    let strace_pid = child.id();
+    let server = wait_for("the server under strace", || child_of(strace_pid));
+    let mut traced = Traced { strace: child, server: Some(server) };
+    let queue_empty = || {
+        wait_for("the queue to be empty", || {
+            let out = common::postern().args(["queue", "--config"]).arg(&config).arg("list").output().ok()?;
+            String::from_utf8_lossy(&out.stdout).contains("the queue is empty").then_some(())
+        })
+    };
+    // One message at a time, each delivered and recorded before the next
+    // arrives: the first commit after a move is the one recording it.
+    let rcpts: [&[&str]; 4] = [
+        &["alice@example.com"],
+        &["bob@example.com"],
+        &["alice@example.com", "carol@example.org"],
+        &["alice@example.com"],
+    ];
+    for (n, to) in rcpts.iter().enumerate() {
+        let mut c = common::Raw::connect(addr);
+        assert!(c.reply().starts_with("220 "));
+        c.cmd("EHLO traced.client");
+        assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+        for rcpt in *to {
+            assert!(c.cmd(&format!("RCPT TO:<{rcpt}>")).starts_with("250"));
+        }
+        assert!(c.cmd("DATA").starts_with("354"));
+        let r = c.cmd(&format!("Subject: traced {n}\r\n\r\nbody {n}\r\n."));
+        assert!(r.starts_with("250 "), "{r}");
+        c.cmd("QUIT");
+        queue_empty();
+    }
+    // A clean stop ends strace with the server.
+    let pid = rustix::process::Pid::from_raw(server as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = wait_for("strace to end with the server", || traced.strace.try_wait().ok().flatten());
+    traced.server = None;
+    let log = log.lock().unwrap().join("\n");
+    assert!(status.success(), "{status}: {log}");
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let mail_root = dir.path().join("mail").display().to_string();
+    let check = check_trace(&trace, &mail_root);
+    let path = if check.by_syncfs == check.moved {
+        "one syncfs per batch (ext4, XFS or btrfs on Linux 5.17+)"
+    } else if check.by_syncfs == 0 {
+        "an fsync of each file (syncfs not trusted here)"
+    } else {
+        "both syncfs and per-file fsync"
+    };
+    eprintln!(
+        "strace: {} moves into new/, each made durable first by {path}, each new/ fsynced before the commit \
+         that followed; {} problems",
+        check.moves,
+        check.problems.len()
+    );
+    assert!(check.problems.is_empty(), "{:#?}\ntrace:\n{trace}", check.problems);
+    assert_eq!(check.moves, 5, "one move per local recipient, each followed by a commit:\n{trace}");
+}
