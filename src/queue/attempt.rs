@@ -81,6 +81,7 @@ impl Queue {
                 self.progress(message.clone());
             }
         }
+        let mut remote_delivered = false;
         for (domain, indexes) in remote {
             let recipients: Vec<Address> = indexes
                 .iter()
@@ -100,6 +101,7 @@ impl Queue {
             };
             let outcome = client.deliver(&domain, &outgoing).await;
             for (i, result) in indexes.into_iter().zip(outcome) {
+                remote_delivered |= result.is_ok();
                 results[i] = Some(result);
             }
         }
@@ -107,6 +109,11 @@ impl Queue {
         let _ = self.events.try_send(super::Event::Delivered(id));
         let report = self.settle(&mut message, results, settings, jitter);
         self.record(message, report);
+        // A crash before a remote 250 is recorded sends the message again
+        // (RFC 1047): that record waits for no company.
+        if remote_delivered {
+            self.commit_now();
+        }
     }
 
     /// What names recipient `index`'s copy of `message` in its Maildir, at

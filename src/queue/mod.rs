@@ -363,6 +363,15 @@ impl Queue {
         let _ = self.events.try_send(Event::Wake);
     }
 
+    /// Has the committer commit what waits now, without waiting for the
+    /// answer.
+    fn commit_now(&self) {
+        let done: Done = Box::new(|_| {});
+        if self.writes.try_send((Write::Sync, done)).is_err() {
+            log::error!("the committer has stopped");
+        }
+    }
+
     /// Writes the state of a message's recipients while its attempt goes on.
     /// Nothing waits for it; should it fail, the attempt's outcome records
     /// the same again.
