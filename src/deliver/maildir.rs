@@ -358,13 +358,16 @@ fn move_new(tmp: &Path, to: &Path) -> io::Result<()> {
     use rustix::io::Errno;
     match renameat_with(CWD, tmp, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
-        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::OPNOTSUPP => {
-            fs::hard_link(tmp, to)?;
-            let _ = fs::remove_file(tmp);
-            Ok(())
-        }
+        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::OPNOTSUPP => link_new(tmp, to),
         Err(e) => Err(e.into()),
     }
+}
+
+/// [`move_new`] by a hard link and the removal of `tmp`.
+fn link_new(tmp: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(tmp, to)?;
+    let _ = fs::remove_file(tmp);
+    Ok(())
 }
 
 /// Makes the staged files' data and metadata durable: one syncfs per
@@ -744,6 +747,24 @@ mod tests {
         // Looking in a Maildir that does not exist yet finds nothing.
         let bob = path(root.path(), "example.com", "bob");
         assert!(!deliver(&bob, "mx", "", 3, key(1, true), |w| w.write_all(b"c\r\n")).unwrap().earlier);
+    }
+
+    #[test]
+    fn moves_into_new_never_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, to) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("to"));
+        for (mv, name) in [(move_new as fn(&Path, &Path) -> io::Result<()>, "renameat2"), (link_new, "link")]
+        {
+            fs::write(&a, b"first").unwrap();
+            fs::write(&b, b"second").unwrap();
+            mv(&a, &to).unwrap();
+            assert!(!a.exists(), "{name}");
+            let err = mv(&b, &to).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{name}");
+            assert_eq!(fs::read(&to).unwrap(), b"first", "{name}");
+            fs::remove_file(&to).unwrap();
+            fs::remove_file(&b).unwrap();
+        }
     }
 
     #[test]
