@@ -1,10 +1,11 @@
 //! End to end for crash safety: the real binary SIGKILLed at random moments
-//! while clients submit mail, and a data dir on a file system that fills up.
-//! The LMDB map filling up is `a_full_store_answers_452_and_keeps_what_is_queued`
+//! while clients submit mail, a message with a stalled remote recipient
+//! killed or stopped, and a data dir on a file system that fills up. The
+//! LMDB map filling up is `a_full_store_answers_452_and_keeps_what_is_queued`
 //! in receive.rs.
 //!
-//! The rule under test (README, "How mail flows"): what got `250` is never
-//! lost; a crash between a Maildir write and its record may deliver twice.
+//! The rules under test (README, "How mail flows"): what got `250` is never
+//! lost, and a local recipient gets one copy, whenever the server dies.
 
 mod common;
 
@@ -18,6 +19,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::dns::Dns;
+use common::mx::{Behaviour, FakeMx};
 use common::{Postern, wait_for};
 
 /// Every mailbox the tests write to.
@@ -79,12 +82,38 @@ fn submit(addr: SocketAddr, rcpt: &str, message: &[u8]) -> io::Result<String> {
     Ok(last)
 }
 
-/// The test ids of the messages in every mailbox's `new/`, with how many
-/// copies of each; panics on a copy that is not complete.
+/// The files in a user's `new/` and `cur/`.
+fn mail_files(p: &Postern, domain: &str, user: &str) -> Vec<PathBuf> {
+    let dir = p.mail_root().join(domain).join(user);
+    let mut files = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+    }
+    files
+}
+
+/// Moves every file in a user's `new/` to `cur/` and flags it seen, as
+/// Dovecot does when a client opens the folder; returns how many.
+fn read_mail(p: &Postern, domain: &str, user: &str) -> usize {
+    let dir = p.mail_root().join(domain).join(user);
+    let mut moved = 0;
+    for file in p.inbox(domain, user) {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        if std::fs::rename(&file, dir.join("cur").join(format!("{name}:2,S"))).is_ok() {
+            moved += 1;
+        }
+    }
+    moved
+}
+
+/// The test ids of the messages in every mailbox's `new/` and `cur/`, with
+/// how many copies of each; panics on a copy that is not complete.
 fn delivered(p: &Postern) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for (domain, user) in MAILBOXES {
-        for file in p.inbox(domain, user) {
+        for file in mail_files(p, domain, user) {
             let Ok(bytes) = std::fs::read(&file) else { continue };
             let text = String::from_utf8_lossy(&bytes);
             let Some(id) = text.lines().find_map(|l| l.strip_prefix("X-Test-Id: ")) else {
@@ -200,16 +229,24 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
         .collect();
     let count = || acked.lock().unwrap().len();
     let mut last = 0;
+    // Copies a restart found rather than wrote, as each server logged them.
+    let mut found = 0;
     for round in 0..rounds {
         // The random moment of the next kill (not a synchronisation).
         let delay = Duration::from_millis(rng.next() % 400);
         thread::sleep(delay);
         let pid = p.pid();
+        found += p.count_log(&["written by an earlier attempt"]);
+        p.kill();
+        // While the server is down, a reader takes alice's new mail into
+        // cur/: copies whose delivery is not recorded yet are found there.
+        let read = read_mail(&p, "example.com", "alice");
         p.restart();
         *addr.write().unwrap() = p.addr;
         let now = count();
         eprintln!(
-            "crash: round {round}: pid {pid} killed after {} ms; {} acknowledged in the round, {now} in all",
+            "crash: round {round}: pid {pid} killed after {} ms; {} acknowledged in the round, {now} in all; \
+             {read} moved to cur/",
             delay.as_millis(),
             now - last
         );
@@ -227,6 +264,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
     // Nothing more is on its way: the final count.
     wait_queue_empty(&p);
     let got_final = delivered(&p);
+    found += p.count_log(&["written by an earlier attempt"]);
     assert!(got_final.len() >= got.len());
     let acked_set: HashSet<&String> = acked.iter().collect();
     let lost: Vec<&&String> = acked_set.iter().filter(|id| !got_final.contains_key(**id)).collect();
@@ -241,7 +279,8 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
     let refused = refused.lock().unwrap();
     eprintln!(
         "crash: {} tried, {} acknowledged, {} delivered (distinct), {} lost, {} duplicated {:?}, \
-         {} delivered but never acknowledged {:?}, {} refused {:?}, {} partial files left in tmp/, {:.1} s",
+         {} delivered but never acknowledged {:?}, {} refused {:?}, {} partial files left in tmp/, \
+         {found} copies found after a restart rather than written again, {:.1} s",
         tried.load(Ordering::SeqCst),
         acked.len(),
         got_final.len(),
@@ -256,7 +295,68 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
         began.elapsed().as_secs_f64()
     );
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
     assert!(acked.len() >= rounds * 5, "too little mail went through to test anything: {}", acked.len());
+}
+
+const LOCALHOST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 1);
+
+/// Queues one message for bob@example.com (local) and dave@remote.test, whose
+/// MX takes the whole message and then never answers the first time. The
+/// server waits for that answer longer than a stop waits for deliveries.
+/// Once bob's copy is in his Maildir and the remote has stalled, `stop`
+/// ends the server; it starts again, the remote takes the message, and the
+/// queue empties: bob must have exactly one copy.
+fn a_mixed_message_stopped_while_its_remote_stalls_leaves_one_local_copy(stop: impl FnOnce(&mut Postern)) {
+    let dns = Dns::start();
+    let remote =
+        FakeMx::start(|n| if n == 0 { Behaviour::HangAfterData } else { Behaviour::Rcpt("250 2.1.5 ok") });
+    dns.mx("remote.test", "mx.remote.test", LOCALHOST);
+    let mut p = Postern::start(&format!(
+        "[outbound]\nnameservers = [\"{}\"]\nmx_port = {}\nconnect_timeout = \"2s\"\n\
+         command_timeout = \"60s\"\ndata_timeout = \"60s\"\n\
+         [queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",
+        dns.addr,
+        remote.addr.port()
+    ));
+    {
+        let mut c = p.raw();
+        c.cmd("EHLO laptop.lan");
+        assert!(c.cmd("MAIL FROM:<alice@example.com>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<bob@example.com>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<dave@remote.test>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        assert!(c.cmd("Subject: mixed\r\n\r\nfor bob and dave\r\n.").starts_with("250 "));
+        assert!(c.cmd("QUIT").starts_with("221"));
+    }
+    p.wait_inbox("example.com", "bob", 1);
+    wait_for("the remote to stall", || (remote.hung.load(Ordering::SeqCst) == 1).then_some(()));
+    stop(&mut p);
+    p.restart();
+    wait_for("delivery to the remote after the restart", || (!remote.received().is_empty()).then_some(()));
+    wait_queue_empty(&p);
+    let copies = mail_files(&p, "example.com", "bob");
+    assert_eq!(copies.len(), 1, "bob's copies: {copies:?}\nlog:\n{}", p.log_text());
+    assert!(std::fs::read_to_string(&copies[0]).unwrap().ends_with("\nfor bob and dave\n"));
+    assert_eq!(remote.received().len(), 1);
+}
+
+#[test]
+fn sigkill_while_a_remote_recipient_stalls_leaves_one_local_copy() {
+    a_mixed_message_stopped_while_its_remote_stalls_leaves_one_local_copy(|p| {
+        p.kill();
+        // A reader has seen it meanwhile.
+        assert_eq!(read_mail(p, "example.com", "bob"), 1);
+    });
+}
+
+#[test]
+fn sigterm_while_a_remote_recipient_stalls_leaves_one_local_copy() {
+    a_mixed_message_stopped_while_its_remote_stalls_leaves_one_local_copy(|p| {
+        let status = p.terminate();
+        assert!(status.success(), "a stop is clean even with a delivery cut off: {status}");
+        assert!(p.log_text().contains("stopped"), "{}", p.log_text());
+    });
 }
 
 /// Unmounts a file system when dropped, also when the test fails.
@@ -390,4 +490,245 @@ fn a_full_disk_answers_4xx_loses_nothing_and_recovers_when_space_is_freed() {
     assert!(c.cmd("QUIT").starts_with("221"));
     assert_eq!(p.pid(), pid);
     wait_queue_empty(&p);
+}
+
+/// Whether strace can run here; `None` with the reason the test is skipped.
+/// Under CI (`CI=true`) a missing strace fails the test: `.ci/run`
+/// installs it.
+fn strace_available() -> Option<()> {
+    if common::runner().is_some() {
+        eprintln!("SKIPPED: strace does not trace through the emulator");
+        return None;
+    }
+    let ok = Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "strace is not installed (CI needs it: apt-get install strace)"
+        );
+        eprintln!("SKIPPED: strace is not installed");
+        return None;
+    }
+    Some(())
+}
+
+/// The traced server and strace around it: both ended when dropped, as
+/// strace would leave the server running if only it were killed.
+struct Traced {
+    strace: std::process::Child,
+    /// The server's pid, until it is known to have exited.
+    server: Option<u32>,
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(pid) = self.server.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+    }
+}
+
+/// The process whose parent is `parent`.
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(
+        |pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+                // "pid (comm) state ppid ...": comm may hold spaces.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            }) == Some(parent)
+        },
+    )
+}
+
+/// What a trace shows about Maildir moves and LMDB commits.
+#[derive(Debug, Default)]
+struct TraceCheck {
+    /// Moves into `new/` whose `new/` was fsynced before the next commit.
+    moves: usize,
+    /// Every move into `new/`, and those of files made durable by a syncfs
+    /// rather than their own fsync.
+    moved: usize,
+    by_syncfs: usize,
+    problems: Vec<String>,
+}
+
+/// Reads an `strace -f -y` trace in order. A file moved from a Maildir's
+/// `tmp/` into `new/` must have been made durable first: fsynced itself, or
+/// a syncfs finished after it was created. Once a move into `new/` has
+/// finished, no write to `data.mdb` may start (the commit that records the
+/// outcome) until an fsync of that `new/` has finished after the move.
+fn check_trace(trace: &str, mail_root: &str) -> TraceCheck {
+    let mut check = TraceCheck::default();
+    // Calls begun and not yet finished, by thread.
+    let mut unfinished: BTreeMap<String, String> = BTreeMap::new();
+    // Maildir tmp/ files: when each was created, and whether it was fsynced.
+    let mut created: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fsynced: HashSet<String> = HashSet::new();
+    let mut last_syncfs: Option<usize> = None;
+    // new/ directories with a finished move and no fsync since, and the moves.
+    let mut unsettled: BTreeMap<String, usize> = BTreeMap::new();
+    let mut settled = 0;
+    let fd_path = |args: &str| -> Option<String> {
+        let start = args.find('<')? + 1;
+        Some(args[start..start + args[start..].find('>')?].to_string())
+    };
+    let quoted =
+        |args: &str| -> Vec<String> { args.split('"').skip(1).step_by(2).map(String::from).collect() };
+    for (n, line) in trace.lines().enumerate() {
+        let Some((tid, call)) = line.split_once(' ') else { continue };
+        let call = call.trim_start();
+        // A call either ends on its line, or starts here and is resumed later.
+        let starting = !call.starts_with("<... ");
+        let (text, result) = if let Some(rest) = call.strip_prefix("<... ") {
+            let Some(begun) = unfinished.remove(tid) else { continue };
+            (begun, rest.rsplit_once(") = ").map(|(_, r)| r.to_string()))
+        } else if let Some(begun) = call.strip_suffix(" <unfinished ...>") {
+            unfinished.insert(tid.to_string(), begun.to_string());
+            (begun.to_string(), None)
+        } else {
+            (call.to_string(), call.rsplit_once(") = ").map(|(_, r)| r.to_string()))
+        };
+        let name = text.split('(').next().unwrap_or("");
+        let args = text.get(name.len() + 1..).unwrap_or("");
+        // "0", or "21</path>" for a new fd; "-1 EEXIST (File exists)" failed.
+        let number =
+            result.as_deref().and_then(|r| r.split(|c: char| c != '-' && !c.is_ascii_digit()).next());
+        let done = number.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v >= 0);
+        let in_maildir = |p: &str, sub: &str| p.starts_with(mail_root) && p.contains(sub);
+        match name {
+            // A write to the store begins: it must wait for the new names.
+            "pwrite64" | "pwritev" | "pwritev2" | "fdatasync" | "fsync" | "msync"
+                if fd_path(args).is_some_and(|p| p.ends_with("/data.mdb")) || name == "msync" =>
+            {
+                if !starting {
+                    continue;
+                }
+                if !unsettled.is_empty() {
+                    check.problems.push(format!(
+                        "line {}: the store is written while {unsettled:?} hold moves not yet fsynced: {line}",
+                        n + 1
+                    ));
+                    unsettled.clear();
+                }
+                check.moves += std::mem::take(&mut settled);
+            }
+            "fsync" | "fdatasync" if done => {
+                if let Some(p) = fd_path(args) {
+                    if in_maildir(&p, "/new") && p.ends_with("/new") {
+                        settled += unsettled.remove(&p).unwrap_or(0);
+                    } else if in_maildir(&p, "/tmp/") {
+                        fsynced.insert(p);
+                    }
+                }
+            }
+            "syncfs" if done => last_syncfs = Some(n),
+            "openat" if done && args.contains("O_CREAT") => {
+                if let Some(p) = quoted(args).into_iter().find(|p| in_maildir(p, "/tmp/")) {
+                    created.insert(p, n);
+                }
+            }
+            "rename" | "renameat" | "renameat2" | "link" | "linkat" if done => {
+                let paths = quoted(args);
+                let (Some(from), Some(to)) = (paths.first(), paths.last()) else { continue };
+                if !in_maildir(to, "/new/") {
+                    continue;
+                }
+                let by_syncfs = created.get(from).is_some_and(|&c| last_syncfs.is_some_and(|s| s > c));
+                if !fsynced.contains(from) && !by_syncfs {
+                    check
+                        .problems
+                        .push(format!("line {}: {from} moved into new/ before it was durable", n + 1));
+                }
+                check.moved += 1;
+                check.by_syncfs += usize::from(by_syncfs && !fsynced.contains(from));
+                let dir = to.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+                *unsettled.entry(dir).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    if settled > 0 || !unsettled.is_empty() {
+        check.problems.push(format!(
+            "{settled} fsynced and {unsettled:?} unfsynced moves were never followed by a commit"
+        ));
+    }
+    check
+}
+
+#[test]
+fn each_move_into_new_is_fsynced_before_its_outcome_is_committed() {
+    if strace_available().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(&config, common::config_text(dir.path(), "", "")).unwrap();
+    let trace_path = dir.path().join("trace");
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-y", "-o"])
+        .arg(&trace_path)
+        .arg("-e")
+        .arg("trace=openat,rename,renameat,renameat2,link,linkat,fsync,fdatasync,syncfs,msync,pwrite64,pwritev,pwritev2")
+        .arg(env!("CARGO_BIN_EXE_postern"));
+    let (child, log, [addr, _, _]) = common::spawn_with(strace, &config);
+    let strace_pid = child.id();
+    let server = wait_for("the server under strace", || child_of(strace_pid));
+    let mut traced = Traced { strace: child, server: Some(server) };
+    let queue_empty = || {
+        wait_for("the queue to be empty", || {
+            let out = common::postern().args(["queue", "--config"]).arg(&config).arg("list").output().ok()?;
+            String::from_utf8_lossy(&out.stdout).contains("the queue is empty").then_some(())
+        })
+    };
+    // One message at a time, each delivered and recorded before the next
+    // arrives: the first commit after a move is the one recording it.
+    let rcpts: [&[&str]; 4] = [
+        &["alice@example.com"],
+        &["bob@example.com"],
+        &["alice@example.com", "carol@example.org"],
+        &["alice@example.com"],
+    ];
+    for (n, to) in rcpts.iter().enumerate() {
+        let mut c = common::Raw::connect(addr);
+        assert!(c.reply().starts_with("220 "));
+        c.cmd("EHLO traced.client");
+        assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+        for rcpt in *to {
+            assert!(c.cmd(&format!("RCPT TO:<{rcpt}>")).starts_with("250"));
+        }
+        assert!(c.cmd("DATA").starts_with("354"));
+        let r = c.cmd(&format!("Subject: traced {n}\r\n\r\nbody {n}\r\n."));
+        assert!(r.starts_with("250 "), "{r}");
+        c.cmd("QUIT");
+        queue_empty();
+    }
+    // A clean stop ends strace with the server.
+    let pid = rustix::process::Pid::from_raw(server as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = wait_for("strace to end with the server", || traced.strace.try_wait().ok().flatten());
+    traced.server = None;
+    let log = log.lock().unwrap().join("\n");
+    assert!(status.success(), "{status}: {log}");
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let mail_root = dir.path().join("mail").display().to_string();
+    let check = check_trace(&trace, &mail_root);
+    let path = if check.by_syncfs == check.moved {
+        "one syncfs per batch (ext4, XFS or btrfs on Linux 5.17+)"
+    } else if check.by_syncfs == 0 {
+        "an fsync of each file (syncfs not trusted here)"
+    } else {
+        "both syncfs and per-file fsync"
+    };
+    eprintln!(
+        "strace: {} moves into new/, each made durable first by {path}, each new/ fsynced before the commit \
+         that followed; {} problems",
+        check.moves,
+        check.problems.len()
+    );
+    assert!(check.problems.is_empty(), "{:#?}\ntrace:\n{trace}", check.problems);
+    assert_eq!(check.moves, 5, "one move per local recipient, each followed by a commit:\n{trace}");
 }

@@ -1,9 +1,15 @@
 //! Writing a message into a Maildir safely: a unique name in `tmp/`, write,
-//! make it durable, rename into `new/`, fsync `new/`. Only then may the queue
-//! forget the recipient. Messages that are ready together are written
-//! together, and share the waits for the disk. The layout is Dovecot's:
+//! make it durable, move it into `new/` under a name that never replaces
+//! another, fsync `new/`. Only then may the queue forget the recipient.
+//! Messages that are ready together are written together, and share the
+//! waits for the disk. The layout is Dovecot's:
 //! `<mail_root>/<domain>/<user>/{tmp,new,cur}`.
+//!
+//! Each copy's name in `new/` is the same at every attempt (see [`Job::key`]),
+//! so an attempt that follows a crash finds the copy an earlier one left, in
+//! `new/` or, once a reader has seen it, in `cur/`, and writes no second one.
 
+use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -35,12 +41,43 @@ pub struct Job {
     /// Writes the stored message (CRLF line ends) into the writer it is
     /// given, which turns CRLF into LF as Maildir files use it.
     pub body: Body,
+    /// What names this copy; the same at every attempt.
+    pub key: Key,
+}
+
+/// What names one copy of one message for one recipient, at every attempt:
+/// the file in `new/` is `<secs>.<unique>.<hostname>,S=<size>,W=<vsize>`,
+/// the form Dovecot writes, and a reader that moves it to `cur/` keeps that
+/// base and appends `:2,` and flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The seconds part: when the message was accepted.
+    pub secs: u64,
+    /// The unique part: names this copy and no other, ever. ASCII letters
+    /// and digits only.
+    pub unique: String,
+    /// Whether an earlier attempt may have written this copy without its
+    /// outcome being recorded (it began before this process started, or
+    /// failed after writing): then `new/` and `cur/` are looked through for
+    /// it first. A copy already in `new/` under the same name is always
+    /// recognised, as the move into `new/` never replaces a file.
+    pub look: bool,
+}
+
+/// A copy that is durable in the Maildir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// Where it is.
+    pub path: PathBuf,
+    /// True when an earlier attempt wrote it, and this one only made sure
+    /// of it.
+    pub earlier: bool,
 }
 
 /// The source of a message's bytes; see [`Job::body`].
 pub type Body = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
-type Answer = Result<PathBuf, DeliveryError>;
+type Answer = Result<Delivered, DeliveryError>;
 type Reply = smol::channel::Sender<Answer>;
 
 /// The most messages, and about the most bytes, one batch writes.
@@ -104,7 +141,7 @@ impl Writer {
 pub struct Pending(Option<smol::channel::Receiver<Answer>>);
 
 impl Pending {
-    /// The answer: the path of the new file once it is durable.
+    /// The answer: where the copy is, once it is durable.
     ///
     /// # Errors
     /// As [`deliver`].
@@ -150,23 +187,29 @@ fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
     }
 }
 
-/// Writes every job into `tmp/`, makes the files durable together, renames
-/// them into `new/` and makes the new names durable: the answers are in the
-/// jobs' order.
+/// Looks for the copies an earlier attempt left, writes every other job into
+/// `tmp/`, makes the files durable together, moves them into `new/` and
+/// makes the new names durable: the answers are in the jobs' order.
 fn deliver_batch(jobs: Vec<Job>) -> Vec<Answer> {
-    let staged = sync(jobs.into_iter().map(stage_guarded).collect());
-    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(staged.len());
-    let mut renamed = Vec::new();
-    for s in staged {
-        match s.and_then(Staged::rename) {
-            Ok(r) => {
-                renamed.push((answers.len(), r));
-                answers.push(None);
-            }
-            Err(e) => answers.push(Some(Err(e))),
+    let earlier = find_earlier(&jobs);
+    let mut answers: Vec<Option<Answer>> = vec![None; jobs.len()];
+    let mut placed: Vec<(usize, Placed)> = Vec::new();
+    let mut staged = Vec::new();
+    for ((slot, job), found) in jobs.into_iter().enumerate().zip(earlier) {
+        match found {
+            Ok(Some(path)) => placed.push((slot, Placed::earlier(path))),
+            Ok(None) => staged.push((slot, stage_guarded(job))),
+            Err(e) => answers[slot] = Some(Err(e)),
         }
     }
-    let (slots, items): (Vec<usize>, Vec<Renamed>) = renamed.into_iter().unzip();
+    let (slots, staged): (Vec<usize>, Vec<_>) = staged.into_iter().unzip();
+    for (slot, s) in slots.into_iter().zip(sync(staged)) {
+        match s.and_then(Staged::place) {
+            Ok(p) => placed.push((slot, p)),
+            Err(e) => answers[slot] = Some(Err(e)),
+        }
+    }
+    let (slots, items): (Vec<usize>, Vec<Placed>) = placed.into_iter().unzip();
     for (slot, answer) in slots.into_iter().zip(settle(items)) {
         answers[slot] = Some(answer);
     }
@@ -176,8 +219,66 @@ fn deliver_batch(jobs: Vec<Job>) -> Vec<Answer> {
         .collect()
 }
 
+/// For each job that asks for it ([`Key::look`]), the copy an earlier
+/// attempt left in its `new/` or `cur/`, if any. Each directory is read once
+/// per batch, however many jobs look there.
+fn find_earlier(jobs: &[Job]) -> Vec<Result<Option<PathBuf>, DeliveryError>> {
+    let mut wanted: HashMap<&Path, Vec<&str>> = HashMap::new();
+    for job in jobs.iter().filter(|j| j.key.look) {
+        wanted.entry(job.dir.as_path()).or_default().push(&job.key.unique);
+    }
+    let mut found: HashMap<(&Path, &str), PathBuf> = HashMap::new();
+    let mut failed: HashMap<&Path, String> = HashMap::new();
+    for (dir, uniques) in &wanted {
+        for sub in ["new", "cur"] {
+            let d = dir.join(sub);
+            let entries = match fs::read_dir(&d) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    failed.insert(dir, format!("{}: {e}", d.display()));
+                    continue;
+                }
+            };
+            for entry in entries {
+                let Ok(entry) = entry else { continue };
+                let name = entry.file_name();
+                let Some(unique) = name.to_str().and_then(unique_part) else { continue };
+                if let Some(&u) = uniques.iter().find(|&&u| u == unique) {
+                    found.entry((dir, u)).or_insert_with(|| entry.path());
+                }
+            }
+        }
+    }
+    jobs.iter()
+        .map(|j| {
+            if !j.key.look {
+                return Ok(None);
+            }
+            let dir = j.dir.as_path();
+            if let Some(path) = found.get(&(dir, j.key.unique.as_str())) {
+                return Ok(Some(path.clone()));
+            }
+            match failed.get(dir) {
+                Some(e) => Err(DeliveryError::Transient(format!("cannot look for an earlier copy: {e}"))),
+                None => Ok(None),
+            }
+        })
+        .collect()
+}
+
+/// The unique part of a Maildir file name: what lies between the first and
+/// the second dot.
+fn unique_part(name: &str) -> Option<&str> {
+    let mut parts = name.splitn(3, '.');
+    parts.next()?;
+    let unique = parts.next()?;
+    parts.next()?;
+    Some(unique)
+}
+
 /// Delivers one message into the Maildir at `dir`, creating it if needed;
-/// see [`Job`] for the other arguments. Returns the path of the new file.
+/// see [`Job`] for the other arguments.
 ///
 /// # Errors
 /// [`DeliveryError::Permanent`] when over quota, else
@@ -187,6 +288,7 @@ pub fn deliver(
     hostname: &str,
     headers: &str,
     crlf_size: u64,
+    key: Key,
     body: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
 ) -> Answer {
     let job = Job {
@@ -195,6 +297,7 @@ pub fn deliver(
         headers: headers.to_string(),
         crlf_size,
         body: Box::new(body),
+        key,
     };
     deliver_batch(vec![job]).pop().unwrap_or_else(|| Err(DeliveryError::Transient("not written".into())))
 }
@@ -208,10 +311,21 @@ struct Staged {
     final_path: PathBuf,
 }
 
-/// A durable file renamed into `new/`; the new name may not be on disk yet.
-struct Renamed {
-    new_dir: PathBuf,
-    final_path: PathBuf,
+/// A durable copy in `new/` (or `cur/`), whose name may not be on disk yet.
+struct Placed {
+    /// The directory holding it, to fsync.
+    dir: PathBuf,
+    path: PathBuf,
+    /// An earlier attempt's copy: kept when the fsync fails, as it is not
+    /// this attempt's to take back.
+    earlier: bool,
+}
+
+impl Placed {
+    fn earlier(path: PathBuf) -> Placed {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Placed { dir, path, earlier: true }
+    }
 }
 
 impl Staged {
@@ -220,10 +334,40 @@ impl Staged {
         classify(&path.display().to_string(), e)
     }
 
-    fn rename(self) -> Result<Renamed, DeliveryError> {
-        fs::rename(&self.tmp, &self.final_path).map_err(|e| self.discard(e, &self.final_path))?;
-        Ok(Renamed { new_dir: self.new_dir, final_path: self.final_path })
+    /// Moves the file into `new/`. A file already there under its name is
+    /// an earlier attempt's copy of the same message for the same
+    /// recipient: this one is dropped and that one kept.
+    fn place(self) -> Result<Placed, DeliveryError> {
+        match move_new(&self.tmp, &self.final_path) {
+            Ok(()) => Ok(Placed { dir: self.new_dir, path: self.final_path, earlier: false }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&self.tmp);
+                Ok(Placed { dir: self.new_dir, path: self.final_path, earlier: true })
+            }
+            Err(e) => Err(self.discard(e, &self.final_path)),
+        }
     }
+}
+
+/// Renames `tmp` to `to`, failing with `AlreadyExists` rather than replace a
+/// file there: `renameat2(RENAME_NOREPLACE)`, or where the file system does
+/// not offer it (FUSE ones often do not), a hard link, which never replaces
+/// either, and the removal of `tmp`.
+fn move_new(tmp: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, tmp, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::OPNOTSUPP => link_new(tmp, to),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`move_new`] by a hard link and the removal of `tmp`.
+fn link_new(tmp: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(tmp, to)?;
+    let _ = fs::remove_file(tmp);
+    Ok(())
 }
 
 /// Makes the staged files' data and metadata durable: one syncfs per
@@ -283,26 +427,29 @@ fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
     }
 }
 
-/// Makes the new names durable with one fsync per `new/` directory; a file
-/// whose directory fails that is taken back, and the queue tries again.
-fn settle(renamed: Vec<Renamed>) -> Vec<Answer> {
+/// Makes the new names durable with one fsync per directory; a file this
+/// attempt moved there is taken back when its directory fails that, and the
+/// queue tries again.
+fn settle(placed: Vec<Placed>) -> Vec<Answer> {
     let mut dirs: Vec<(PathBuf, Result<(), String>)> = Vec::new();
-    renamed
+    placed
         .into_iter()
-        .map(|r| {
-            let done = match dirs.iter().find(|(d, _)| *d == r.new_dir) {
+        .map(|p| {
+            let done = match dirs.iter().find(|(d, _)| *d == p.dir) {
                 Some((_, done)) => done.clone(),
                 None => {
-                    let done = File::open(&r.new_dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string());
-                    dirs.push((r.new_dir.clone(), done.clone()));
+                    let done = File::open(&p.dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string());
+                    dirs.push((p.dir.clone(), done.clone()));
                     done
                 }
             };
             match done {
-                Ok(()) => Ok(r.final_path),
+                Ok(()) => Ok(Delivered { path: p.path, earlier: p.earlier }),
                 Err(e) => {
-                    let _ = fs::remove_file(&r.final_path);
-                    Err(DeliveryError::Transient(format!("{}: {e}", r.new_dir.display())))
+                    if !p.earlier {
+                        let _ = fs::remove_file(&p.path);
+                    }
+                    Err(DeliveryError::Transient(format!("{}: {e}", p.dir.display())))
                 }
             }
         })
@@ -318,7 +465,8 @@ fn stage_guarded(job: Job) -> Result<Staged, DeliveryError> {
 
 /// Writes one job's file into `tmp/`, without waiting for the disk.
 fn stage(job: Job) -> Result<Staged, DeliveryError> {
-    let Job { dir, hostname, headers, crlf_size, body } = job;
+    let Job { dir, hostname, headers, crlf_size, body, key } = job;
+    debug_assert!(key.unique.bytes().all(|b| b.is_ascii_alphanumeric()), "{}", key.unique);
     let tmp = dir.join("tmp");
     let new_dir = dir.join("new");
     if !new_dir.is_dir() {
@@ -334,7 +482,12 @@ fn stage(job: Job) -> Result<Staged, DeliveryError> {
         }
     };
     let virtual_size = headers.len() as u64 + headers.matches('\n').count() as u64 + crlf_size;
-    let final_path = new_dir.join(format!("{base},S={size},W={virtual_size}"));
+    let final_path = new_dir.join(format!(
+        "{}.{}.{},S={size},W={virtual_size}",
+        key.secs,
+        key.unique,
+        name_safe(&hostname)
+    ));
     let dev = match file.metadata() {
         Ok(m) => m.dev(),
         Err(e) => {
@@ -375,13 +528,19 @@ fn write_file(path: &Path, headers: &str, body: Body) -> io::Result<(File, u64)>
     Ok((file, written))
 }
 
-/// A name no other delivery uses: time, microseconds, pid, a counter, host.
+/// A name in `tmp/` no other attempt uses: time, microseconds, pid, a
+/// counter, host.
 fn unique_name(hostname: &str) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    // '/' and ':' may not appear in a Maildir name (':' starts the flags).
-    let host = hostname.replace('/', "\\057").replace(':', "\\072");
-    format!("{}.M{}P{}Q{}.{}", now.as_secs(), now.subsec_micros(), std::process::id(), seq, host)
+    let host = name_safe(hostname);
+    format!("{}.M{}P{}Q{}.{host}", now.as_secs(), now.subsec_micros(), std::process::id(), seq)
+}
+
+/// The host name as a Maildir name may hold it: '/' and ':' may not appear
+/// (':' starts the flags).
+fn name_safe(hostname: &str) -> String {
+    hostname.replace('/', "\\057").replace(':', "\\072")
 }
 
 fn classify(what: &str, e: io::Error) -> DeliveryError {
@@ -441,6 +600,11 @@ impl<W: Write> Write for LfWriter<W> {
 mod tests {
     use super::*;
 
+    /// A key for test copy `n`.
+    fn key(n: u32, look: bool) -> Key {
+        Key { secs: 1_700_000_000, unique: format!("T{n}"), look }
+    }
+
     fn lf(pieces: &[&[u8]]) -> (Vec<u8>, u64) {
         let mut w = LfWriter { inner: Vec::new(), cr: false, written: 0 };
         for p in pieces {
@@ -483,7 +647,9 @@ mod tests {
         let dir = path(root.path(), "example.com", "alice");
         let headers = "Return-Path: <a@b.example>\nDelivered-To: alice@example.com\n";
         let stored = b"Subject: hi\r\n\r\nbody\r\n";
-        let p = deliver(&dir, "mx/1:2", headers, stored.len() as u64, |w| w.write_all(stored)).unwrap();
+        let p = deliver(&dir, "mx/1:2", headers, stored.len() as u64, key(1, false), |w| w.write_all(stored))
+            .unwrap()
+            .path;
         let text = fs::read_to_string(&p).unwrap();
         assert_eq!(text, format!("{headers}Subject: hi\n\nbody\n"));
         let name = p.file_name().unwrap().to_str().unwrap().to_string();
@@ -501,12 +667,14 @@ mod tests {
     fn the_writer_delivers_messages_sent_together_and_alone() {
         let root = tempfile::tempdir().unwrap();
         let writer = Writer::start(1).unwrap();
+        let n = std::sync::atomic::AtomicU32::new(0);
         let job = |user: &str, text: &'static [u8]| Job {
             dir: path(root.path(), "example.com", user),
             hostname: "mx".into(),
             headers: String::new(),
             crlf_size: text.len() as u64,
             body: Box::new(move |w| w.write_all(text)),
+            key: key(n.fetch_add(1, Ordering::Relaxed), false),
         };
         // Twelve at once, over two Maildirs: one batch, then the settle timer.
         let together: Vec<Answer> = std::thread::scope(|scope| {
@@ -521,7 +689,7 @@ mod tests {
         });
         assert!(together.iter().all(Result::is_ok), "{together:?}");
         // Then one alone, after the others have settled.
-        let alone = smol::block_on(writer.deliver(job("alice", b"b\r\n"))).unwrap();
+        let alone = smol::block_on(writer.deliver(job("alice", b"b\r\n"))).unwrap().path;
         assert_eq!(fs::read(&alone).unwrap(), b"b\n");
         for (user, n) in [("alice", 7), ("bob", 6)] {
             let dir = path(root.path(), "example.com", user);
@@ -535,10 +703,84 @@ mod tests {
     }
 
     #[test]
+    fn unique_parts_of_names() {
+        for (name, want) in [
+            ("1700000000.Q00ffN1I0a.mx.example,S=5,W=6", Some("Q00ffN1I0a")),
+            ("1700000000.Q00ffN1I0a.mx.example,S=5,W=6:2,S", Some("Q00ffN1I0a")),
+            ("1700000000.M1P2Q3.mx", Some("M1P2Q3")),
+            ("1700000000.M1P2Q3", None),
+            ("dovecot-uidlist", None),
+            ("", None),
+        ] {
+            assert_eq!(unique_part(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_copy_is_written_once_and_found_again_in_new_or_cur() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = path(root.path(), "example.com", "alice");
+        let count = |sub: &str| fs::read_dir(dir.join(sub)).unwrap().count();
+        let first = deliver(&dir, "mx", "", 3, key(1, false), |w| w.write_all(b"a\r\n")).unwrap();
+        assert!(!first.earlier);
+        // The same copy again, not looked for: the move into new/ finds it.
+        let again = deliver(&dir, "mx", "", 3, key(1, false), |w| w.write_all(b"a\r\n")).unwrap();
+        assert_eq!(again, Delivered { path: first.path.clone(), earlier: true });
+        assert_eq!((count("new"), count("tmp")), (1, 0));
+        // A reader moved it to cur/ and flagged it: looking finds it there,
+        // and the message's bytes are not even read.
+        let name = first.path.file_name().unwrap().to_str().unwrap();
+        let seen = dir.join("cur").join(format!("{name}:2,S"));
+        fs::rename(&first.path, &seen).unwrap();
+        let found = deliver(&dir, "mx", "", 3, key(1, true), |_| panic!("read again")).unwrap();
+        assert_eq!(found, Delivered { path: seen.clone(), earlier: true });
+        assert_eq!((count("new"), count("cur"), count("tmp")), (0, 1, 0));
+        // Looked for in new/ too.
+        fs::rename(&seen, &first.path).unwrap();
+        let found = deliver(&dir, "mx", "", 3, key(1, true), |_| panic!("read again")).unwrap();
+        assert_eq!(found, Delivered { path: first.path.clone(), earlier: true });
+        // Another copy is another name.
+        let other = deliver(&dir, "mx", "", 3, key(2, true), |w| w.write_all(b"b\r\n")).unwrap();
+        assert!(!other.earlier);
+        assert_eq!(fs::read(&other.path).unwrap(), b"b\n");
+        assert_eq!((count("new"), count("tmp")), (2, 0));
+        // Looking in a Maildir that does not exist yet finds nothing.
+        let bob = path(root.path(), "example.com", "bob");
+        assert!(!deliver(&bob, "mx", "", 3, key(1, true), |w| w.write_all(b"c\r\n")).unwrap().earlier);
+    }
+
+    #[test]
+    fn moves_into_new_never_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, to) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("to"));
+        for (mv, name) in [(move_new as fn(&Path, &Path) -> io::Result<()>, "renameat2"), (link_new, "link")]
+        {
+            fs::write(&a, b"first").unwrap();
+            fs::write(&b, b"second").unwrap();
+            mv(&a, &to).unwrap();
+            assert!(!a.exists(), "{name}");
+            let err = mv(&b, &to).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{name}");
+            assert_eq!(fs::read(&to).unwrap(), b"first", "{name}");
+            fs::remove_file(&to).unwrap();
+            fs::remove_file(&b).unwrap();
+        }
+    }
+
+    #[test]
+    fn names_are_dovecots_and_the_same_at_every_attempt() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = path(root.path(), "example.com", "alice");
+        let p = deliver(&dir, "mx.example", "", 3, key(7, false), |w| w.write_all(b"a\r\n")).unwrap().path;
+        assert_eq!(p, dir.join("new").join("1700000000.T7.mx.example,S=2,W=3"));
+    }
+
+    #[test]
     fn a_failed_write_leaves_nothing_behind_and_is_transient() {
         let root = tempfile::tempdir().unwrap();
         let dir = path(root.path(), "example.com", "alice");
-        let err = deliver(&dir, "mx", "", 4, |_| Err(io::Error::other("store read failed"))).unwrap_err();
+        let err = deliver(&dir, "mx", "", 4, key(1, false), |_| Err(io::Error::other("store read failed")))
+            .unwrap_err();
         assert!(matches!(err, DeliveryError::Transient(ref s) if s.contains("store read failed")), "{err:?}");
         assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 0);
@@ -549,7 +791,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("example.com"), b"not a directory").unwrap();
         let dir = path(root.path(), "example.com", "alice");
-        let err = deliver(&dir, "mx", "", 0, |_| Ok(())).unwrap_err();
+        let err = deliver(&dir, "mx", "", 0, key(1, false), |_| Ok(())).unwrap_err();
         assert!(matches!(err, DeliveryError::Transient(_)), "{err:?}");
     }
 }

@@ -50,17 +50,38 @@ impl Queue {
             }
             match &r.route {
                 Route::Local { user, domain } => {
-                    local.push((i, self.deliver_local(&message, user, domain, settings).await));
+                    let key = self.maildir_key(&message, i, r.attempts);
+                    local.push((i, self.deliver_local(&message, user, domain, key, settings).await));
                 }
                 Route::Remote(a) => remote.entry(a.domain().as_str().to_string()).or_default().push(i),
             }
         }
         for (i, pending) in local {
             results[i] = Some(match pending {
-                Ok(pending) => pending.wait().await.map(|path| path.display().to_string()),
+                Ok(pending) => pending.wait().await.map(|d| {
+                    let path = d.path.display();
+                    if d.earlier {
+                        format!("{path} (written by an earlier attempt)")
+                    } else {
+                        path.to_string()
+                    }
+                }),
                 Err(e) => Err(e),
             });
         }
+        // The local copies are durable: record them now, not after the
+        // remote conversations, so neither a crash nor a stop while those
+        // go on brings a second copy.
+        if !remote.is_empty() {
+            let early: Vec<Option<RecipientResult>> =
+                results.iter_mut().map(|r| if matches!(r, Some(Ok(_))) { r.take() } else { None }).collect();
+            if early.iter().any(Option::is_some) {
+                // Deliveries alone call for no report.
+                let _ = self.settle(&mut message, early, settings, jitter);
+                self.progress(message.clone());
+            }
+        }
+        let mut remote_delivered = false;
         for (domain, indexes) in remote {
             let recipients: Vec<Address> = indexes
                 .iter()
@@ -80,6 +101,7 @@ impl Queue {
             };
             let outcome = client.deliver(&domain, &outgoing).await;
             for (i, result) in indexes.into_iter().zip(outcome) {
+                remote_delivered |= result.is_ok();
                 results[i] = Some(result);
             }
         }
@@ -87,6 +109,25 @@ impl Queue {
         let _ = self.events.try_send(super::Event::Delivered(id));
         let report = self.settle(&mut message, results, settings, jitter);
         self.record(message, report);
+        // A crash before a remote 250 is recorded sends the message again
+        // (RFC 1047): that record waits for no company.
+        if remote_delivered {
+            self.commit_now();
+        }
+    }
+
+    /// What names recipient `index`'s copy of `message` in its Maildir, at
+    /// every attempt: the queue id and the store's tag (unique across stores
+    /// and restarts, see [`super::store::Store::tag`]) and the recipient's
+    /// place in the record, which never changes. An earlier copy is looked
+    /// for only where one may be: the message was queued before this process
+    /// started, or an earlier attempt on this recipient failed.
+    fn maildir_key(&self, message: &Message, index: usize, attempts: u32) -> maildir::Key {
+        maildir::Key {
+            secs: message.arrived,
+            unique: format!("Q{}N{index}I{:016x}", message.id, self.store.tag()),
+            look: message.id < self.first_id || attempts > 0,
+        }
     }
 
     /// Hands a local recipient's copy to the Maildir writer.
@@ -95,6 +136,7 @@ impl Queue {
         message: &Message,
         user: &str,
         domain: &crate::envelope::Domain,
+        key: maildir::Key,
         settings: &Settings,
     ) -> Result<maildir::Pending, DeliveryError> {
         if !settings.accounts.is_user(user, domain) {
@@ -119,6 +161,7 @@ impl Queue {
                     ReadError::Store(s) => std::io::Error::other(s.to_string()),
                 })
             }),
+            key,
         };
         Ok(self.maildir.submit(job).await)
     }

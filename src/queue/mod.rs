@@ -8,8 +8,11 @@
 //!   up to a cap. Maildir writes and fsyncs run on the blocking pool, a few at
 //!   a time; remote deliveries are async SMTP conversations.
 //! - An attempt delivers, then asks the committer to record the outcome, with
-//!   any bounce or delay notice in the same transaction. A crash between the
-//!   two causes a duplicate, never a loss.
+//!   any bounce or delay notice in the same transaction. Local copies are
+//!   recorded as soon as they are durable, before any remote conversation of
+//!   the same message ends. A crash between a delivery and its record loses
+//!   nothing: a local copy is found again by its name and not written twice;
+//!   a remote one may be sent again.
 
 pub mod admin;
 mod attempt;
@@ -96,6 +99,9 @@ pub struct Queue {
     stopping: AtomicBool,
     /// Attempts and admin changes under way, as the runner last saw them.
     under_way: AtomicUsize,
+    /// The first queue id this process made: every message below it was
+    /// queued by an earlier one (the store's id floor sees to that).
+    first_id: QueueId,
 }
 
 impl std::fmt::Debug for Queue {
@@ -121,7 +127,9 @@ impl Queue {
         let (events, events_rx) = channel::unbounded();
         let maildir = maildir::Writer::start(config.limits.delivery_workers)
             .map_err(|e| StoreError::Other(format!("cannot start the Maildir writers: {e}")))?;
+        let first_id = store.new_id();
         Ok(Queue {
+            first_id,
             store,
             stats: stats::Stats::default(),
             maildir,
@@ -353,6 +361,30 @@ impl Queue {
     /// Asks for every due message to be looked at now.
     pub fn wake(&self) {
         let _ = self.events.try_send(Event::Wake);
+    }
+
+    /// Has the committer commit what waits now, without waiting for the
+    /// answer.
+    fn commit_now(&self) {
+        let done: Done = Box::new(|_| {});
+        if self.writes.try_send((Write::Sync, done)).is_err() {
+            log::error!("the committer has stopped");
+        }
+    }
+
+    /// Writes the state of a message's recipients while its attempt goes on.
+    /// Nothing waits for it; should it fail, the attempt's outcome records
+    /// the same again.
+    fn progress(&self, message: Message) {
+        let id = message.id;
+        let done: Done = Box::new(move |r| {
+            if let Err(e) = r {
+                log::warn!(target: "mail", "id={id} status=error error=\"cannot record local deliveries yet: {e}\"");
+            }
+        });
+        if self.writes.try_send((Write::Progress { message }, done)).is_err() {
+            log::error!("the committer has stopped");
+        }
     }
 
     /// Writes the outcome of an attempt, with the report it caused; the

@@ -151,6 +151,10 @@ pub enum Write {
     /// recipient is pending. A report about it (a bounce or delay notice) is
     /// queued in the same transaction.
     Update { message: Message, report: Option<Box<(Message, Vec<u8>)>> },
+    /// Save the states of a message's recipients while its attempt goes on
+    /// with the others (local copies written, remote ones still talking).
+    /// Leaves when it is next due alone; nothing when it is gone.
+    Progress { message: Message },
     /// Remove a message whatever its state (`postern queue delete`).
     Delete { id: QueueId },
     /// Move a message's next attempt to `at`, leaving the rest as it is now.
@@ -168,6 +172,7 @@ impl Write {
             Write::Update { report: Some(r), .. } => r.1.len() + 512,
             Write::Discard { .. }
             | Write::Update { .. }
+            | Write::Progress { .. }
             | Write::Delete { .. }
             | Write::Reschedule { .. } => 256,
             Write::Sync => 0,
@@ -177,13 +182,17 @@ impl Write {
     /// Whether the write may wait a little for company: the outcome of a
     /// delivery to every recipient, which only removes the message. Until it
     /// is on disk the message stays in the queue, so a crash meanwhile means
-    /// a second delivery, never a loss. Everything else has a client, an
-    /// operator or a new attempt waiting on it.
+    /// another attempt, never a loss (which finds the local copies already
+    /// written, and may send a remote one again). Everything else has a client, an
+    /// operator or a new attempt waiting on it. The progress of an attempt
+    /// may wait too: its attempt goes on, and the Maildir files it records
+    /// are recognised by the next attempt should a crash come first.
     pub fn can_wait(&self) -> bool {
         match self {
             Write::Update { message, report: None } => {
                 !message.recipients.iter().any(|r| r.status == Status::Pending)
             }
+            Write::Progress { .. } => true,
             _ => false,
         }
     }
@@ -204,12 +213,34 @@ pub struct Store {
     /// Body bytes written or deleted since the mapping was last given back.
     churn: AtomicU64,
     next_id: AtomicU64,
+    /// This store's own random number, made when it was first opened.
+    tag: AtomicU64,
     /// Held open for the life of the store: the exclusive lock on the data dir.
     _lock: std::fs::File,
 }
 
 /// The `meta` key of the lowest queue id the next start may use.
 const ID_FLOOR: &[u8] = b"id_floor";
+
+/// The `meta` key of the store's tag; see [`Store::tag`].
+const TAG: &[u8] = b"tag";
+
+/// A random number for a new store's tag: from the kernel, or failing that
+/// from the time and the process id.
+fn random_tag() -> u64 {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    let tag = match random {
+        Ok(()) => u64::from_be_bytes(bytes),
+        Err(_) => {
+            let nanos =
+                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+            nanos.rotate_left(17) ^ (u64::from(std::process::id()) << 20)
+        }
+    };
+    tag.max(1)
+}
 
 /// Takes an exclusive lock on `dir`, so only one process at a time uses the
 /// store: a second server would otherwise sweep away the pieces of messages
@@ -299,6 +330,7 @@ impl Store {
             due,
             meta,
             next_id: AtomicU64::new(0),
+            tag: AtomicU64::new(0),
             map,
             file,
             churn: AtomicU64::new(0),
@@ -311,6 +343,14 @@ impl Store {
     /// A fresh queue id.
     pub fn new_id(&self) -> QueueId {
         QueueId(self.next_id.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// A random number made when the store was created and kept with it.
+    /// Queue ids are unique within one store only; with the tag, a name made
+    /// from a queue id is unique across stores too (a data dir made again
+    /// while its Maildirs stay, a clock set back).
+    pub fn tag(&self) -> u64 {
+        self.tag.load(Ordering::SeqCst)
     }
 
     /// Run once at open: removes the pieces of messages that were still
@@ -349,8 +389,17 @@ impl Store {
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
         let start = now_micros.max(last + 1).max(floor);
         self.meta.put(&mut wtxn, ID_FLOOR, &start.saturating_add(1 << 32).to_be_bytes())?;
+        let tag = match self.meta.get(&wtxn, TAG)? {
+            Some(t) => key_u64(t),
+            None => {
+                let t = random_tag();
+                self.meta.put(&mut wtxn, TAG, &t.to_be_bytes())?;
+                t
+            }
+        };
         wtxn.commit()?;
         self.next_id.store(start, Ordering::SeqCst);
+        self.tag.store(tag, Ordering::SeqCst);
         if !orphans.is_empty() {
             log::info!(target: "mail", "removed pieces of {} message(s) that were not accepted", orphans.len());
         }
@@ -439,6 +488,18 @@ impl Store {
                 m.next_attempt = *at;
                 self.messages.put(wtxn, &key, &encode(&m))?;
                 self.due.put(wtxn, &due_key(m.next_attempt, m.id), &[])?;
+            }
+            Write::Progress { message } => {
+                let key = message.id.0.to_be_bytes();
+                // Only the recipients change: an admin retry may have moved
+                // the next attempt meanwhile.
+                if let Some(old) = self.messages.get(wtxn, &key)? {
+                    let mut m = decode(old)?;
+                    if m.recipients.len() == message.recipients.len() {
+                        m.recipients.clone_from(&message.recipients);
+                        self.messages.put(wtxn, &key, &encode(&m))?;
+                    }
+                }
             }
             Write::Update { message, report } => {
                 let key = message.id.0.to_be_bytes();
@@ -891,6 +952,38 @@ mod tests {
         wtxn.commit().unwrap();
         store.sweep().unwrap();
         assert!(store.new_id().0 >= first.0 + (1 << 32));
+    }
+
+    #[test]
+    fn the_tag_is_kept_and_differs_between_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let tag = store.tag();
+        assert_ne!(tag, 0);
+        store.sweep().unwrap();
+        assert_eq!(store.tag(), tag);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Store::open(other.path(), 1 << 24).unwrap().tag(), tag);
+    }
+
+    #[test]
+    fn progress_saves_recipients_and_keeps_the_due_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let mut m = sample(&store);
+        store.apply(&[Write::Commit { pieces: vec![(0, b"x".to_vec())], message: m.clone() }]).unwrap();
+        store.apply(&[Write::Reschedule { id: m.id, at: 500 }]).unwrap();
+        m.recipients[0].status = Status::Delivered;
+        assert!(Write::Progress { message: m.clone() }.can_wait());
+        store.apply(&[Write::Progress { message: m.clone() }]).unwrap();
+        let saved = store.message(m.id).unwrap().unwrap();
+        assert_eq!(saved.recipients, m.recipients);
+        assert_eq!(saved.next_attempt, 500);
+        assert_eq!(store.due(500, 10, |_| false).unwrap(), (vec![m.id], None));
+        // Gone meanwhile: nothing comes back.
+        store.apply(&[Write::Delete { id: m.id }]).unwrap();
+        store.apply(&[Write::Progress { message: m.clone() }]).unwrap();
+        assert_eq!(store.message(m.id).unwrap(), None);
     }
 
     #[test]

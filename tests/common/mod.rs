@@ -107,6 +107,26 @@ impl Postern {
         let _ = self.child.wait();
     }
 
+    /// Stops the server with SIGTERM, as systemd does, and waits for it to
+    /// exit (a stop may take a while: sessions, then deliveries, have a grace
+    /// period).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < 2 * DEADLINE,
+                "postern did not stop after SIGTERM:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the server and starts it again on the same config and data.
     pub fn restart(&mut self) {
         self.kill();
@@ -232,7 +252,14 @@ pub fn postern() -> Command {
 }
 
 fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
-    let mut child = postern()
+    spawn_with(postern(), config)
+}
+
+/// Starts `command` (the postern binary, perhaps behind a wrapper such as
+/// strace) with `serve --config CONFIG`, and waits until it is ready: the
+/// child, its log, and its mx, submission and submissions addresses.
+pub fn spawn_with(mut command: Command, config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
+    let mut child = command
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", std::env::var("POSTERN_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
