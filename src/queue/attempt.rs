@@ -17,7 +17,7 @@ use crate::accounts::Resolution;
 use crate::deliver::remote::{Client, Outgoing, RecipientResult};
 use crate::deliver::{DeliveryError, maildir};
 use crate::envelope::{Address, Route};
-use crate::logtext::{quoted, word};
+use crate::logtext::{printable, quoted, word};
 use crate::message::delivery_headers;
 
 /// The most header bytes of the original message a report quotes.
@@ -156,7 +156,7 @@ impl Queue {
                     self.stats.count(Outcome::Failed, now);
                     log::info!(target: "mail", "id={id} to=<{to}> status=failed error={}", quoted(&e));
                     r.status = Status::Failed;
-                    r.last_error = e;
+                    r.last_error = printable(&e);
                     let mut report = report_for(r, "5.0.0");
                     // A permanent failure reads 5.x.y, whatever class the server wrote.
                     report.status.replace_range(..1, "5");
@@ -166,13 +166,13 @@ impl Queue {
                     self.stats.count(Outcome::Failed, now);
                     log::info!(target: "mail", "id={id} to=<{to}> status=expired error={}", quoted(&e));
                     r.status = Status::Failed;
-                    r.last_error = e;
+                    r.last_error = printable(&e);
                     failed.push(report_for(r, "4.4.7"));
                 }
                 Err(DeliveryError::Transient(e)) => {
                     self.stats.count(Outcome::Deferred, now);
                     log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error={}", r.attempts, quoted(&e));
-                    r.last_error = e;
+                    r.last_error = printable(&e);
                     delayed.push(report_for(r, "4.0.0"));
                 }
             }
