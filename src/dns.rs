@@ -20,6 +20,8 @@ use smol::Timer;
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::logtext::{quoted, word};
+
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
 const TYPE_MX: u16 = 15;
@@ -193,13 +195,13 @@ impl Resolver {
         let mut temporary = None;
         for (preference, _, name) in records {
             if normalize(&name).is_none() {
-                log::debug!("MX host {name:?} of {domain} skipped: not a host name");
+                log::debug!("MX host {} of {} skipped: not a host name", word(&name), word(&domain));
                 continue;
             }
             match self.host_addrs(&name, &reply.additional).await {
                 Ok(addrs) => hosts.push(MxHost { name, preference, addrs }),
                 Err(DnsError::Temporary(e)) => temporary = Some(e),
-                Err(e) => log::debug!("MX host of {domain} skipped: {e}"),
+                Err(e) => log::debug!("MX host of {} skipped: {}", word(&domain), quoted(&e.to_string())),
             }
         }
         match (hosts.is_empty(), temporary) {
@@ -290,7 +292,7 @@ impl Resolver {
                     },
                     Err(e) => e,
                 };
-                log::debug!("DNS {ty} {name} at {server}: {problem}");
+                log::debug!("DNS {ty} {} at {server}: {}", word(name), quoted(&problem));
                 last = format!("{server}: {problem}");
             }
         }

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod dns;
 pub mod envelope;
+pub mod logtext;
 pub mod message;
 pub mod queue;
 pub mod sendmail;

@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+use crate::envelope::{Path, parse_path};
+use crate::logtext::quoted;
 
 /// sysexits.h
 pub const EX_OK: u8 = 0;
@@ -51,8 +53,20 @@ pub struct Options {
 /// Parses sendmail's command line (without the program name).
 ///
 /// # Errors
-/// A usage message for options that need a value and have none.
+/// A usage message for options that need a value and have none, and for
+/// any argument that holds a control character: a CR or LF in `-f`, `-F` or
+/// a recipient would otherwise reach the SMTP dialog or the header section
+/// as a line of its own.
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    for a in args {
+        if let Some(c) = a.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "the argument {} holds a control character ({}); arguments may not hold any",
+                quoted(a),
+                c.escape_default()
+            ));
+        }
+    }
     let mut o = Options::default();
     let mut it = args.iter();
     let mut only_recipients = false;
@@ -157,6 +171,7 @@ fn user_name() -> String {
         .or_else(|_| std::env::var("USER"))
         .ok()
         .filter(|u| !u.is_empty() && !u.contains(['@', ' ', '<', '>']))
+        .filter(|u| matches!(parse_path(&format!("<{u}>")), Ok(Path::Bare(_))))
         .unwrap_or_else(|| format!("uid{}", rustix::process::getuid().as_raw()))
 }
 
@@ -277,8 +292,9 @@ pub fn prepare(message: &[u8], opts: &Options, sender: &str, host: &str) -> (Vec
     let mut out = Vec::with_capacity(message.len() + 256);
     if !has("from") {
         match &opts.full_name {
-            Some(name) => out
-                .extend_from_slice(format!("From: \"{}\" <{sender}>\r\n", name.replace('"', "")).as_bytes()),
+            Some(name) => out.extend_from_slice(
+                format!("From: \"{}\" <{sender}>\r\n", name.replace(['"', '\\'], "")).as_bytes(),
+            ),
             None => out.extend_from_slice(format!("From: <{sender}>\r\n").as_bytes()),
         }
     }
@@ -310,15 +326,41 @@ pub fn prepare(message: &[u8], opts: &Options, sender: &str, host: &str) -> (Vec
 /// # Errors
 /// A [`Failure`] with its exit code and message.
 pub fn send(opts: &Options, target: &Target, input: impl Read) -> Result<(), Failure> {
-    let message = read_message(input, opts.ignore_dots, target.max_size)?;
+    // Addresses from the command line are checked as the server checks them,
+    // before anything is read or sent.
     let sender = match &opts.from {
         Some(f) if f.is_empty() || f == "<>" => String::new(),
-        Some(f) => f.trim_matches(|c| c == '<' || c == '>').to_string(),
+        Some(f) => {
+            let f = f.trim_matches(|c| c == '<' || c == '>');
+            check_address(f).map_err(|why| fail(EX_USAGE, format!("-f {}: {why}", quoted(f))))?;
+            f.to_string()
+        }
         None => format!("{}@{}", user_name(), target.domain),
     };
+    for r in opts.recipients.iter().filter(|r| !r.is_empty()) {
+        check_address(r).map_err(|why| fail(EX_USAGE, format!("recipient {}: {why}", quoted(r))))?;
+    }
+    let message = read_message(input, opts.ignore_dots, target.max_size)?;
     let (recipients, message) = prepare(&message, opts, &sender, &target.domain);
-    if recipients.is_empty() {
+    // Those taken from the header section with -t are refused here, as the
+    // server would refuse them, and never sent.
+    let mut refused = Vec::new();
+    let all = recipients.len();
+    let recipients: Vec<String> = recipients
+        .into_iter()
+        .filter(|r| match check_address(r) {
+            Ok(()) => true,
+            Err(why) => {
+                refused.push(format!("{}: {why}", quoted(r)));
+                false
+            }
+        })
+        .collect();
+    if all == 0 {
         return Err(fail(EX_DATAERR, "no recipients: name them as arguments, or use -t with To/Cc/Bcc"));
+    }
+    if recipients.is_empty() {
+        return Err(fail(EX_NOUSER, refused.join("\n")));
     }
     let mut conn = Smtp::connect(target.addr)?;
     conn.expect(220, EX_UNAVAILABLE)?;
@@ -326,7 +368,6 @@ pub fn send(opts: &Options, target: &Target, input: impl Read) -> Result<(), Fai
     let utf8 = !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
     let mail = format!("MAIL FROM:<{sender}>{}", if utf8 { " SMTPUTF8" } else { "" });
     conn.command(&mail, 250, EX_DATAERR)?;
-    let mut refused = Vec::new();
     for r in &recipients {
         let (code, text) = conn.command_reply(&format!("RCPT TO:<{r}>"))?;
         match code {
@@ -335,7 +376,7 @@ pub fn send(opts: &Options, target: &Target, input: impl Read) -> Result<(), Fai
             _ => refused.push(format!("<{r}>: {text}")),
         }
     }
-    if refused.len() == recipients.len() {
+    if refused.len() == all {
         let _ = conn.command_reply("QUIT");
         return Err(fail(EX_NOUSER, refused.join("\n")));
     }
@@ -350,6 +391,15 @@ pub fn send(opts: &Options, target: &Target, input: impl Read) -> Result<(), Fai
         ));
     }
     Ok(())
+}
+
+/// Checks an address (`user@domain`, or a bare local name the server
+/// completes) with the parser the server uses.
+fn check_address(text: &str) -> Result<(), &'static str> {
+    match parse_path(&format!("<{text}>"))? {
+        Path::Mailbox(_) | Path::Bare(_) => Ok(()),
+        Path::Null => Err("empty address"),
+    }
 }
 
 /// `-bs`: the caller speaks SMTP itself; we pass bytes both ways.
@@ -471,6 +521,46 @@ mod tests {
         assert_eq!(parse_args(&args("-- -notanoption")).unwrap().recipients, ["-notanoption"]);
         assert!(parse_args(&args("-f")).is_err());
         assert!(parse_args(&args("-q")).is_err());
+    }
+
+    #[test]
+    fn control_characters_in_any_argument_are_refused() {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases: &[&[&str]] = &[
+            &["-f", "a@b.example\r\nRCPT TO:<x@remote.test>", "bob"],
+            &["-fa@b.example\n", "bob"],
+            &["-F", "Cron\r\nBcc: x@remote.test", "bob"],
+            &["-F", "tab\there", "bob"],
+            &["bob\r\nDATA"],
+            &["--", "bob\0"],
+            &["--config", "/etc/postern/postern.toml\n", "bob"],
+            &["-o\u{1b}[31m", "bob"],
+            &["bob\u{85}"],
+        ];
+        for args in cases {
+            let err = parse_args(&owned(args)).unwrap_err();
+            assert!(err.contains("control character"), "{args:?}: {err}");
+            assert!(!err.contains(|c: char| c.is_control()), "{args:?}: {err:?}");
+        }
+        assert!(parse_args(&owned(&["-F", "Grüße, Cron", "bob"])).is_ok());
+    }
+
+    #[test]
+    fn addresses_are_checked_as_the_server_checks_them() {
+        let cases = [
+            ("alice@example.com", Ok(())),
+            ("alice", Ok(())),
+            ("\"john doe\"@example.com", Ok(())),
+            ("root@example.org>\r\nRCPT TO:<x@remote.test", Err("bad local part")),
+            ("a b@example.com", Err("bad local part")),
+            ("a@b.example>,<c@d.example", Err("bad local part")),
+            ("a@-b.example", Err("domain label starts or ends with '-'")),
+            ("\u{1b}[31m@example.com", Err("bad local part")),
+            ("", Err("empty address")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(check_address(text), want, "{text:?}");
+        }
     }
 
     #[test]

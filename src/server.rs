@@ -21,6 +21,7 @@ use smol::{Executor, Timer};
 
 use crate::Settings;
 use crate::auth::{FailureLimiter, verify_password};
+use crate::logtext::{quoted, word};
 use crate::message::{HeaderScan, Trace, received, rfc5322_date};
 use crate::queue::store::{Message, QueueId, Recipient, Status, StoreError, Write, unix_now};
 use crate::queue::{Queue, SharedSettings};
@@ -301,10 +302,10 @@ impl Server {
     /// taken says nothing about which names exist.
     async fn authenticate(&self, session: &Session, login: &str, password: String) -> AuthOutcome {
         let ip = session.client_ip();
-        let shown = login.escape_debug().to_string();
+        let shown = quoted(login);
         let limiter = || self.auth_failures.lock().unwrap_or_else(|p| p.into_inner());
         if !limiter().begin(ip, Instant::now()) {
-            log::warn!("auth refused: too many failures client=[{ip}] login=\"{shown}\"");
+            log::warn!("auth refused: too many failures client=[{ip}] login={shown}");
             return AuthOutcome::Blocked;
         }
         let start = Instant::now();
@@ -341,9 +342,9 @@ impl Server {
         if let Some(rest) = AUTH_FAILURE_DELAY.checked_sub(start.elapsed()) {
             Timer::after(rest).await;
         }
-        log::warn!("auth failed client=[{ip}] login=\"{shown}\" port={}", session.port().name());
+        log::warn!("auth failed client=[{ip}] login={shown} port={}", session.port().name());
         if limit_reached {
-            log::warn!("auth refused: too many failures client=[{ip}] login=\"{shown}\"");
+            log::warn!("auth refused: too many failures client=[{ip}] login={shown}");
             return AuthOutcome::Blocked;
         }
         AuthOutcome::Wrong
@@ -547,7 +548,11 @@ impl Conn {
                 Action::Reply(r) => {
                     if r.code == 554 && r.status == "5.7.1" {
                         // For fail2ban: see config/fail2ban/postern.conf.
-                        log::warn!("relay refused client=[{}] {}", session.client_ip(), r.lines[0]);
+                        log::warn!(
+                            "relay refused client=[{}] reply={}",
+                            session.client_ip(),
+                            quoted(&r.lines[0])
+                        );
                     }
                     r.write_to(&mut self.out)
                 }
@@ -671,7 +676,7 @@ impl Conn {
             Err(e) => {
                 discard(stored).await;
                 let r = session.data_failed(e);
-                log::info!(target: "mail", "id={id} client=[{}] status=rejected reply=\"{}\"", session.client_ip(), r.lines[0]);
+                log::info!(target: "mail", "id={id} client=[{}] status=rejected reply={}", session.client_ip(), quoted(&r.lines[0]));
                 return Ok(r);
             }
         };
@@ -716,15 +721,15 @@ impl Conn {
         match queue.write(Write::Commit { pieces: vec![(0, prefix), (stored, body)], message }).await {
             Ok(()) => {
                 let to: Vec<String> =
-                    envelope.recipients.iter().map(|r| format!("<{}>", r.address())).collect();
+                    envelope.recipients.iter().map(|r| format!("<{}>", word(&r.address()))).collect();
                 log::info!(
                     target: "mail",
                     "id={id} from=<{}> to={} size={} client=[{}] helo={} status=accepted",
-                    envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    word(&envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default()),
                     to.join(","),
                     size + header_len,
                     session.client_ip(),
-                    session.helo(),
+                    word(session.helo()),
                 );
                 Ok(reply::queued(&id.to_string()))
             }

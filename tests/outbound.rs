@@ -282,6 +282,27 @@ fn queue_commands_work_on_the_store_when_no_server_runs() {
 }
 
 #[test]
+fn a_remote_reply_is_kept_and_listed_without_control_characters() {
+    let dns = Dns::start();
+    let remote = FakeMx::start(|_| Behaviour::Rcpt("451 4.3.0 \x1b[31mnot now\x1b[0m\rlater"));
+    dns.mx("remote.test", "mx.remote.test", LOCALHOST);
+    let mut a = Postern::start(&outbound(&dns, remote.addr.port(), "retry_first = \"1h\"\n"));
+    let id = send(&a, "alice@example.com", &["bob@remote.test"], "Subject: colours\r\n\r\nbody");
+    a.wait_log(&[&format!("id={id}"), "status=deferred", "attempts=1"]);
+    let shown = r"<bob@remote.test>  last error: 451 4.3.0 \u{1b}[31mnot now\u{1b}[0m\rlater";
+    let check = |out: String| {
+        let line = out.lines().find(|l| l.contains("last error:")).unwrap_or_else(|| panic!("{out:?}"));
+        assert!(!line.contains(char::is_control), "{line:?}");
+        assert!(line.ends_with(shown), "{line:?}");
+    };
+    // From the running server, and from the store itself.
+    check(queue(&a, &["list"]));
+    check(queue(&a, &["show", &id]));
+    a.kill();
+    check(queue(&a, &["list"]));
+}
+
+#[test]
 fn a_message_that_passed_fifty_servers_is_refused_as_a_loop() {
     let p = Postern::start("");
     let mut c = p.raw();

@@ -33,6 +33,7 @@ use crate::auth::base64_encode;
 use crate::config::{Outbound, Smarthost, SmarthostTls};
 use crate::dns::{DnsError, Prefer, Resolver};
 use crate::envelope::Address;
+use crate::logtext::{quoted, word};
 use crate::stream::{Stream, timeout};
 
 /// Where the system keeps its trusted roots (Debian and Raspberry Pi OS).
@@ -209,7 +210,9 @@ impl Client {
                     return Some(Ok(results));
                 }
                 Err(Failure::All(e)) => return Some(Err(e)),
-                Err(Failure::NextHost(e)) => log::debug!("outbound: a reused connection failed: {e}"),
+                Err(Failure::NextHost(e)) => {
+                    log::debug!("outbound: a reused connection failed: {}", quoted(&e))
+                }
             }
         }
     }
@@ -268,7 +271,7 @@ impl Client {
                     match self.session(key, addr, &host.name, None, msg, starttls).await {
                         Ok(results) => return Ok(results),
                         Err(Failure::NextHost(e)) => {
-                            log::debug!("outbound: {} [{addr}]: {e}", host.name);
+                            log::debug!("outbound: {} [{addr}]: {}", word(&host.name), quoted(&e));
                             let handshake = e.starts_with(TLS_FAILED);
                             last = format!("{} [{addr}]: {e}", host.name);
                             if !(starttls && handshake) {
@@ -307,7 +310,7 @@ impl Client {
             match self.session(key, addr, &host.host, Some(host), msg, true).await {
                 Ok(results) => return Ok(results),
                 Err(Failure::NextHost(e)) => {
-                    log::warn!("outbound: smarthost {} [{addr}]: {e}", host.host);
+                    log::warn!("outbound: smarthost {} [{addr}]: {}", host.host, quoted(&e));
                     last = format!("smarthost {} [{addr}]: {e}", host.host);
                 }
                 Err(Failure::All(e)) => return Err(e),

@@ -149,7 +149,8 @@ fn list(messages: &[Message], now: u64) -> String {
         for r in m.recipients.iter().filter(|r| r.status == Status::Pending) {
             let _ = write!(out, "    <{}>", r.route.address());
             if !r.last_error.is_empty() {
-                let _ = write!(out, "  last error: {}", r.last_error);
+                // Kept clean since it is stored so; older records may not be.
+                let _ = write!(out, "  last error: {}", crate::logtext::printable(&r.last_error));
             }
             out.push('\n');
         }

@@ -17,6 +17,7 @@ use crate::accounts::Resolution;
 use crate::deliver::remote::{Client, Outgoing, RecipientResult};
 use crate::deliver::{DeliveryError, maildir};
 use crate::envelope::{Address, Route};
+use crate::logtext::{printable, quoted, word};
 use crate::message::delivery_headers;
 
 /// The most header bytes of the original message a report quotes.
@@ -35,7 +36,7 @@ impl Queue {
             Ok(Some(m)) => m,
             Ok(None) => return self.finished(id, Some(unix_now() + HOLD_BROKEN)),
             Err(e) => {
-                log::error!(target: "mail", "id={id} status=error error=\"{e}; held for an hour\"");
+                log::error!(target: "mail", "id={id} status=error error={}", quoted(&format!("{e}; held for an hour")));
                 return self.finished(id, Some(unix_now() + HOLD_BROKEN));
             }
         };
@@ -185,19 +186,20 @@ impl Queue {
         for (r, result) in message.recipients.iter_mut().zip(results) {
             let Some(result) = result else { continue };
             r.attempts += 1;
-            let to = r.route.address();
+            let address = r.route.address();
+            let to = word(&address);
             match result {
                 Ok(how) => {
                     self.stats.count(Outcome::Delivered, now);
                     r.status = Status::Delivered;
                     r.last_error.clear();
-                    log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result=\"{how}\"", r.attempts);
+                    log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result={}", r.attempts, quoted(&how));
                 }
                 Err(DeliveryError::Permanent(e)) => {
                     self.stats.count(Outcome::Failed, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error=\"{e}\"");
+                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error={}", quoted(&e));
                     r.status = Status::Failed;
-                    r.last_error = e;
+                    r.last_error = printable(&e);
                     let mut report = report_for(r, "5.0.0");
                     // A permanent failure reads 5.x.y, whatever class the server wrote.
                     report.status.replace_range(..1, "5");
@@ -205,15 +207,15 @@ impl Queue {
                 }
                 Err(DeliveryError::Transient(e)) if expired => {
                     self.stats.count(Outcome::Failed, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error=\"{e}\"");
+                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error={}", quoted(&e));
                     r.status = Status::Failed;
-                    r.last_error = e;
+                    r.last_error = printable(&e);
                     failed.push(report_for(r, "4.4.7"));
                 }
                 Err(DeliveryError::Transient(e)) => {
                     self.stats.count(Outcome::Deferred, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error=\"{e}\"", r.attempts);
-                    r.last_error = e;
+                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error={}", r.attempts, quoted(&e));
+                    r.last_error = printable(&e);
                     delayed.push(report_for(r, "4.0.0"));
                 }
             }
@@ -263,7 +265,7 @@ impl Queue {
             Resolution::Deliver(routes) => routes,
             Resolution::NotLocal => vec![Route::Remote(to.clone())],
             Resolution::UnknownUser => {
-                log::warn!(target: "mail", "id={id} status=no-report reason=\"no local mailbox for <{to}>\"");
+                log::warn!(target: "mail", "id={id} status=no-report reason={}", quoted(&format!("no local mailbox for <{to}>")));
                 return None;
             }
         };
@@ -309,7 +311,7 @@ impl Queue {
                 .collect(),
         };
         let what = if kind == bounce::Kind::Failed { "bounced" } else { "delay-notice" };
-        log::info!(target: "mail", "id={id} status={what} report={report_id} to=<{to}>");
+        log::info!(target: "mail", "id={id} status={what} report={report_id} to=<{}>", word(&to.to_string()));
         Some(Box::new((report, body)))
     }
 }
