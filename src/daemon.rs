@@ -161,6 +161,7 @@ impl Daemon {
     /// What `postern status` prints.
     fn status(&self) -> String {
         let now = unix_now();
+        let queue_now = self.queue.store().now();
         let mut out = format!(
             "postern {} pid {} up {}\n",
             env!("CARGO_PKG_VERSION"),
@@ -173,16 +174,17 @@ impl Daemon {
         out.push_str(&format!("connections open: {}\n", self.server.open_connections()));
         match self.queue.store().messages() {
             Ok(messages) => {
-                let oldest = messages.iter().min_by_key(|m| m.arrived);
+                let oldest = messages.iter().min_by_key(|m| m.queued);
                 out.push_str(&format!("queue: {} message(s)", messages.len()));
                 if let Some(m) = oldest {
-                    out.push_str(&format!(", oldest {} ({} old)", m.id, span(now.saturating_sub(m.arrived))));
+                    let age = span(queue_now.saturating_sub(m.queued));
+                    out.push_str(&format!(", oldest {} ({age} old)", m.id));
                 }
                 out.push('\n');
             }
             Err(e) => out.push_str(&format!("queue: cannot read it: {e}\n")),
         }
-        let [delivered, deferred, failed] = self.queue.stats.last_hour(now);
+        let [delivered, deferred, failed] = self.queue.stats.last_hour(queue_now);
         out.push_str(&format!(
             "last hour: {delivered} delivered, {deferred} deferred, {failed} failed (per recipient)\n"
         ));
