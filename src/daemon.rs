@@ -54,7 +54,6 @@ pub fn run(config: Config) -> io::Result<()> {
         Client::new(&settings.config.hostname, &settings.config.outbound).map_err(io::Error::other)?;
     let data_dir = settings.config.data_dir.clone();
     let settings: SharedSettings = Arc::new(RwLock::new(Arc::new(settings)));
-    let clients: SharedClient = Arc::new(RwLock::new(Arc::new(client)));
     let server = Server::new(Arc::clone(&settings), Arc::clone(&queue), Arc::clone(&loaded.config));
     let control = control::listen(&data_dir)?;
     // Signals are watched from the start, so none is missed while starting.
@@ -76,6 +75,9 @@ pub fn run(config: Config) -> io::Result<()> {
             ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
         write_listening(&data_dir, &listeners);
+        // The outbound client never delivers to these.
+        let client = client.with_listeners(listeners.iter().map(|(a, _)| *a).collect());
+        let clients: SharedClient = Arc::new(RwLock::new(Arc::new(client)));
         let daemon = Arc::new(Daemon {
             settings: Arc::clone(&settings),
             clients: Arc::clone(&clients),
@@ -119,7 +121,8 @@ impl Daemon {
         };
         let checked = fresh.and_then(|config| {
             let loaded = tls::load(&config).map_err(|e| e.to_string())?;
-            let client = Client::new(&config.hostname, &config.outbound)?;
+            let listeners = self.listeners.iter().map(|(a, _)| *a).collect();
+            let client = Client::new(&config.hostname, &config.outbound)?.with_listeners(listeners);
             Ok((config, loaded, client))
         });
         let (config, loaded, client) = match checked {
