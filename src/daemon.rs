@@ -54,7 +54,6 @@ pub fn run(config: Config) -> io::Result<()> {
         Client::new(&settings.config.hostname, &settings.config.outbound).map_err(io::Error::other)?;
     let data_dir = settings.config.data_dir.clone();
     let settings: SharedSettings = Arc::new(RwLock::new(Arc::new(settings)));
-    let clients: SharedClient = Arc::new(RwLock::new(Arc::new(client)));
     let server = Server::new(Arc::clone(&settings), Arc::clone(&queue), Arc::clone(&loaded.config));
     let control = control::listen(&data_dir)?;
     // Signals are watched from the start, so none is missed while starting.
@@ -76,6 +75,9 @@ pub fn run(config: Config) -> io::Result<()> {
             ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
         write_listening(&data_dir, &listeners);
+        // The outbound client never delivers to these.
+        let client = client.with_listeners(listeners.iter().map(|(a, _)| *a).collect());
+        let clients: SharedClient = Arc::new(RwLock::new(Arc::new(client)));
         let daemon = Arc::new(Daemon {
             settings: Arc::clone(&settings),
             clients: Arc::clone(&clients),
@@ -119,7 +121,8 @@ impl Daemon {
         };
         let checked = fresh.and_then(|config| {
             let loaded = tls::load(&config).map_err(|e| e.to_string())?;
-            let client = Client::new(&config.hostname, &config.outbound)?;
+            let listeners = self.listeners.iter().map(|(a, _)| *a).collect();
+            let client = Client::new(&config.hostname, &config.outbound)?.with_listeners(listeners);
             Ok((config, loaded, client))
         });
         let (config, loaded, client) = match checked {
@@ -161,6 +164,7 @@ impl Daemon {
     /// What `postern status` prints.
     fn status(&self) -> String {
         let now = unix_now();
+        let queue_now = self.queue.store().now();
         let mut out = format!(
             "postern {} pid {} up {}\n",
             env!("CARGO_PKG_VERSION"),
@@ -173,16 +177,17 @@ impl Daemon {
         out.push_str(&format!("connections open: {}\n", self.server.open_connections()));
         match self.queue.store().messages() {
             Ok(messages) => {
-                let oldest = messages.iter().min_by_key(|m| m.arrived);
+                let oldest = messages.iter().min_by_key(|m| m.queued);
                 out.push_str(&format!("queue: {} message(s)", messages.len()));
                 if let Some(m) = oldest {
-                    out.push_str(&format!(", oldest {} ({} old)", m.id, span(now.saturating_sub(m.arrived))));
+                    let age = span(queue_now.saturating_sub(m.queued));
+                    out.push_str(&format!(", oldest {} ({age} old)", m.id));
                 }
                 out.push('\n');
             }
             Err(e) => out.push_str(&format!("queue: cannot read it: {e}\n")),
         }
-        let [delivered, deferred, failed] = self.queue.stats.last_hour(now);
+        let [delivered, deferred, failed] = self.queue.stats.last_hour(queue_now);
         out.push_str(&format!(
             "last hour: {delivered} delivered, {deferred} deferred, {failed} failed (per recipient)\n"
         ));

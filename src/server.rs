@@ -697,14 +697,15 @@ impl Conn {
             return Ok(store_reply(id, e));
         }
         let header_len = prefix.len() as u64;
-        let now = unix_now();
+        let queued = queue.store().now();
         let message = Message {
             id,
-            arrived: now,
+            arrived: unix_now(),
+            queued,
             sender: envelope.sender.clone(),
             size: size + header_len,
             chunks: stored + 1,
-            next_attempt: now,
+            next_attempt: queued,
             kind: crate::queue::store::Kind::Normal,
             delay_notified: false,
             recipients: envelope

@@ -366,3 +366,82 @@ fn messages_to_one_destination_share_a_connection_and_keep_dot_stuffing() {
         remote.connections.load(Ordering::SeqCst)
     );
 }
+
+#[test]
+fn mail_whose_mx_is_our_own_listener_bounces_at_once_as_a_loop() {
+    let dns = Dns::start();
+    dns.mx("loop.test", "mx.loop.test", LOCALHOST);
+    // 127.0.0.1 at the port of our own mx listener, known once the server
+    // runs: set by a reload.
+    let a = Postern::start(&outbound(&dns, 1, "retry_first = \"1s\"\nretry_max = \"1s\"\n"));
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    let config = config.replace("mx_port = 1\n", &format!("mx_port = {}\n", a.port()));
+    std::fs::write(&a.config, config).unwrap();
+    let pid = a.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    a.wait_log(&["SIGHUP: config and TLS certificate reloaded"]);
+    let id = send(&a, "alice@example.com", &["bob@loop.test"], "Subject: round\r\n\r\nand round");
+    a.wait_log(&[
+        &format!("id={id}"),
+        "to=<bob@loop.test>",
+        "status=failed",
+        "5.4.6 mail for loop.test loops back to myself",
+    ]);
+    let bounces = a.wait_inbox("example.com", "alice", 1);
+    let dsn = parse_dsn(&a, &bounces[0]);
+    assert!(dsn.contains("rfc822; bob@loop.test failed 5.4.6"), "{dsn}");
+    assert!(dsn.contains("loops back to myself: its MX host mx.loop.test is this server"), "{dsn}");
+    wait_for("the queue to empty", || queue(&a, &["list"]).contains("the queue is empty").then_some(()));
+    assert_eq!(a.count_log(&["status=accepted"]), 1, "no second copy came in:\n{}", a.log_text());
+}
+
+#[test]
+fn an_mx_named_like_us_is_a_loop_and_loopback_at_another_port_is_not() {
+    let dns = Dns::start();
+    let remote = FakeMx::start(|_| Behaviour::Rcpt("250 2.1.5 ok"));
+    // mx.test.example is the test config's hostname.
+    dns.mx("named.test", "mx.test.example", LOCALHOST);
+    dns.mx("other.test", "mx.other.test", LOCALHOST);
+    let a = Postern::start(&outbound(&dns, remote.addr.port(), "retry_first = \"1s\"\nretry_max = \"1s\"\n"));
+    let id =
+        send(&a, "alice@example.com", &["x@named.test", "y@other.test"], "Subject: two ways\r\n\r\nbody");
+    a.wait_log(&[
+        &format!("id={id}"),
+        "to=<x@named.test>",
+        "status=failed",
+        "5.4.6 mail for named.test loops back to myself: its MX host mx.test.example is this server",
+    ]);
+    a.wait_log(&[&format!("id={id}"), "to=<y@other.test>", "status=delivered"]);
+    let got = remote.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].to, ["<y@other.test>"]);
+    let bounces = a.wait_inbox("example.com", "alice", 1);
+    let dsn = parse_dsn(&a, &bounces[0]);
+    assert!(dsn.contains("rfc822; x@named.test failed 5.4.6"), "{dsn}");
+    assert!(!dsn.contains("y@other.test"), "{dsn}");
+}
+
+#[test]
+fn a_smarthost_that_is_our_own_listener_is_a_loop() {
+    let a = Postern::start(
+        "[outbound]\nrelay = \"127.0.0.1:1\"\ntls = \"starttls\"\nnameservers = [\"127.0.0.1:9\"]\n[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",
+    );
+    // Our own submission port, known once the server runs: set by a reload.
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    let own = format!("relay = \"127.0.0.1:{}\"", a.submission.port());
+    std::fs::write(&a.config, config.replace("relay = \"127.0.0.1:1\"", &own)).unwrap();
+    let pid = a.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    a.wait_log(&["SIGHUP: config and TLS certificate reloaded"]);
+    let id = send(&a, "alice@example.com", &["bob@remote.test"], "Subject: relayed\r\n\r\nbody");
+    a.wait_log(&[
+        &format!("id={id}"),
+        "to=<bob@remote.test>",
+        "status=failed",
+        &format!(
+            "5.4.6 mail for remote.test loops back to myself: smarthost 127.0.0.1:{} is this server",
+            a.submission.port()
+        ),
+    ]);
+    assert_eq!(a.wait_inbox("example.com", "alice", 1).len(), 1);
+}

@@ -1,6 +1,7 @@
 //! Delivery of one queued message to its recipients: `maildir` writes local
 //! mail, `remote` speaks SMTP to other servers.
 
+pub mod loops;
 pub mod maildir;
 pub mod remote;
 

@@ -10,6 +10,9 @@
 //!   AUTH PLAIN or LOGIN with the configured credentials.
 //! - A 4xx is transient for the recipients it concerns, a 5xx permanent.
 //!   Connection and TLS failures move on to the next host.
+//! - Never to ourselves: an MX host or smarthost that is one of our own
+//!   listeners, or an MX host named like our `hostname`, fails the
+//!   recipients at once with `5.4.6` (see [`super::loops`]).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +31,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::DeliveryError;
+use super::{DeliveryError, loops};
 use crate::auth::base64_encode;
 use crate::config::{Outbound, Smarthost, SmarthostTls};
 use crate::dns::{DnsError, Prefer, Resolver};
@@ -75,6 +78,8 @@ pub struct Client {
     verified: Arc<ClientConfig>,
     /// Open connections after a transaction, by destination, for reuse.
     idle: std::sync::Mutex<std::collections::HashMap<String, Vec<Idle>>>,
+    /// The addresses our SMTP listeners bound: never delivered to.
+    listeners: Vec<SocketAddr>,
 }
 
 /// A connection waiting for the next message to the same destination.
@@ -144,7 +149,22 @@ impl Client {
             opportunistic: Arc::new(opportunistic),
             verified: Arc::new(verified),
             idle: std::sync::Mutex::default(),
+            listeners: Vec::new(),
         })
+    }
+
+    /// The same client, knowing the addresses our SMTP listeners bound, so
+    /// that it never delivers to them.
+    pub fn with_listeners(self, listeners: Vec<SocketAddr>) -> Client {
+        Client { listeners, ..self }
+    }
+
+    /// Whether connecting to any of `addrs` at `port` would reach one of
+    /// our own listeners.
+    fn reaches_us(&self, addrs: &[IpAddr], port: u16) -> bool {
+        addrs
+            .iter()
+            .any(|ip| loops::reaches_listener(SocketAddr::new(*ip, port), &self.listeners, &loops::is_local))
     }
 
     /// The smarthost for mail to `domain`, if one is configured.
@@ -172,7 +192,7 @@ impl Client {
             None => {}
         }
         let result = match smarthost {
-            Some(host) => self.via_smarthost(&key, host, msg).await,
+            Some(host) => self.via_smarthost(&key, domain, host, msg).await,
             None => self.via_mx(&key, domain, msg).await,
         };
         result.unwrap_or_else(all)
@@ -261,6 +281,16 @@ impl Client {
             DnsError::NullMx(s) => DeliveryError::Permanent(format!("5.1.10 {s}")),
             DnsError::Temporary(s) => DeliveryError::Transient(format!("4.4.3 {s}")),
         })?;
+        let port = self.outbound.mx_port;
+        let (hosts, us) = loops::before_us(hosts, |h| {
+            loops::is_our_name(&h.name, &self.hostname) || self.reaches_us(&h.addrs, port)
+        });
+        if let (true, Some(us)) = (hosts.is_empty(), us) {
+            return Err(DeliveryError::Permanent(format!(
+                "5.4.6 mail for {domain} loops back to myself: its MX host {} is this server",
+                us.name
+            )));
+        }
         let mut last = format!("4.4.1 no MX host of {domain} could be reached");
         for host in &hosts {
             for ip in &host.addrs {
@@ -289,6 +319,7 @@ impl Client {
     async fn via_smarthost(
         &self,
         key: &str,
+        domain: &str,
         host: &Smarthost,
         msg: &Outgoing<'_>,
     ) -> Result<Vec<RecipientResult>, DeliveryError> {
@@ -304,6 +335,14 @@ impl Client {
                 DeliveryError::Transient(format!("4.4.3 cannot look up smarthost {}: {e}", host.host))
             })?
         };
+        // Only the address counts: another server on this host, at another
+        // port, may well be named like us.
+        if self.reaches_us(&addrs, host.port) {
+            return Err(DeliveryError::Permanent(format!(
+                "5.4.6 mail for {domain} loops back to myself: smarthost {}:{} is this server",
+                host.host, host.port
+            )));
+        }
         let mut last = format!("4.4.1 smarthost {} has no address", host.host);
         for ip in addrs {
             let addr = SocketAddr::new(ip, host.port);

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::store::{Message, QueueId, Status, Write, unix_now};
+use super::store::{Message, QueueId, Status, Write};
 use super::{Queue, bounce};
 use crate::Settings;
 
@@ -70,11 +70,11 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
     match cmd {
         Command::List => {
             let messages = store.messages().map_err(|e| e.to_string())?;
-            Ok(list(&messages, unix_now()))
+            Ok(list(&messages, store.now()))
         }
         Command::Show(id) => {
             let m = find(*id)?;
-            let mut out = list(std::slice::from_ref(&m), unix_now());
+            let mut out = list(std::slice::from_ref(&m), store.now());
             let mut head = store.chunk(*id, 0).ok().flatten().unwrap_or_default();
             head.extend(store.chunk(*id, 1).ok().flatten().unwrap_or_default());
             out.push('\n');
@@ -88,7 +88,7 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
             };
             for id in &ids {
                 queue
-                    .write(Write::Reschedule { id: *id, at: unix_now() })
+                    .write(Write::Reschedule { id: *id, at: store.now() })
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -123,7 +123,8 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
 }
 
 /// The queue as a table: id, age, sender, attempts, next try, and each
-/// pending recipient with its last error.
+/// pending recipient with its last error. `now` is the queue clock's: ages
+/// are the ones the lifetime counts.
 fn list(messages: &[Message], now: u64) -> String {
     if messages.is_empty() {
         return "the queue is empty\n".into();
@@ -136,7 +137,7 @@ fn list(messages: &[Message], now: u64) -> String {
             out,
             "{}  age {}  size {}  from <{}>  attempts {}  next try {}",
             m.id,
-            span(now.saturating_sub(m.arrived)),
+            span(now.saturating_sub(m.queued)),
             m.size,
             sender,
             attempts,

@@ -34,10 +34,10 @@ impl Queue {
     ) {
         let mut message = match self.store.message(id) {
             Ok(Some(m)) => m,
-            Ok(None) => return self.finished(id, Some(unix_now() + HOLD_BROKEN)),
+            Ok(None) => return self.finished(id, Some(self.store.now() + HOLD_BROKEN)),
             Err(e) => {
                 log::error!(target: "mail", "id={id} status=error error={}", quoted(&format!("{e}; held for an hour")));
-                return self.finished(id, Some(unix_now() + HOLD_BROKEN));
+                return self.finished(id, Some(self.store.now() + HOLD_BROKEN));
             }
         };
         let mut results: Vec<Option<RecipientResult>> = vec![None; message.recipients.len()];
@@ -179,8 +179,10 @@ impl Queue {
         let id = message.id;
         let config = &settings.config;
         let schedule = Schedule::new(&config.queue);
-        let now = unix_now();
-        let expired = schedule.expired(message.arrived, now);
+        // Ages and due times are on the queue clock, which no jump of the
+        // wall clock moves.
+        let now = self.store.now();
+        let expired = schedule.expired(message.queued, now);
         let mut failed = Vec::new();
         let mut delayed = Vec::new();
         for (r, result) in message.recipients.iter_mut().zip(results) {
@@ -226,7 +228,7 @@ impl Queue {
         if !failed.is_empty() {
             return self.report(message, bounce::Kind::Failed, &failed, settings);
         }
-        let late = now.saturating_sub(message.arrived) >= config.queue.delay_notice.as_secs();
+        let late = now.saturating_sub(message.queued) >= config.queue.delay_notice.as_secs();
         if !delayed.is_empty() && late && !message.delay_notified && message.kind == Kind::Normal {
             message.delay_notified = true;
             return self.report(message, bounce::Kind::Delayed, &delayed, settings);
@@ -290,14 +292,15 @@ impl Queue {
             message_id: &message_id,
             boundary: &boundary,
         });
-        let unix = unix_now();
+        let queued = self.store.now();
         let report = Message {
             id: report_id,
-            arrived: unix,
+            arrived: unix_now(),
+            queued,
             sender: None,
             size: body.len() as u64,
             chunks: 1,
-            next_attempt: unix,
+            next_attempt: queued,
             kind: report_kind,
             delay_notified: false,
             recipients: routes

@@ -17,6 +17,7 @@
 pub mod admin;
 mod attempt;
 pub mod bounce;
+pub mod clock;
 pub mod schedule;
 pub mod stats;
 pub mod store;
@@ -34,7 +35,7 @@ use crate::Settings;
 use crate::deliver::maildir;
 use crate::deliver::remote::Client;
 use crate::envelope::Route;
-use store::{Message, QueueId, Store, StoreError, Write, unix_now};
+use store::{Message, QueueId, Store, StoreError, Write};
 
 /// The largest batch of bytes the committer puts into one transaction; bounds
 /// the memory LMDB holds for dirty pages.
@@ -70,7 +71,8 @@ enum Event {
     /// is yet to be written.
     Delivered(QueueId),
     /// A delivery attempt is over and its outcome is on disk; with `hold`,
-    /// leave the message alone until that unix time whatever the store says.
+    /// leave the message alone until that queue-clock time whatever the
+    /// store says.
     Finished { id: QueueId, hold: Option<u64> },
     /// The outcome of an attempt could not be written. The deliveries it
     /// records have happened: write it again rather than deliver again.
@@ -219,7 +221,7 @@ impl Queue {
             let remote_cap = settings_now.config.outbound.max_concurrent.max(1);
             let client = Arc::clone(&*clients.read().unwrap_or_else(|p| p.into_inner()));
             client.close_idle().await;
-            let now = unix_now();
+            let now = self.store.now();
             held.retain(|_, until| *until > now);
             for (message, report) in unrecorded.drain(..) {
                 self.record(message, report);
@@ -336,7 +338,7 @@ impl Queue {
         let attempt = std::panic::AssertUnwindSafe(self.attempt(id, &settings, &client, jitter));
         if attempt.catch_unwind().await.is_err() {
             log::error!(target: "mail", "id={id} status=error error=\"delivery panicked; held for an hour\"");
-            self.finished(id, Some(unix_now() + HOLD_BROKEN));
+            self.finished(id, Some(self.store.now() + HOLD_BROKEN));
         }
     }
 

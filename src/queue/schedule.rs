@@ -27,10 +27,10 @@ impl Schedule {
         base.mul_f64(0.85 + 0.3 * jitter.clamp(0.0, 1.0))
     }
 
-    /// True when a message that arrived at `arrived` (unix seconds) has been
-    /// queued longer than the lifetime at `now`.
-    pub fn expired(&self, arrived: u64, now: u64) -> bool {
-        now.saturating_sub(arrived) >= self.lifetime.as_secs()
+    /// True when a message queued at `queued` has been queued longer than
+    /// the lifetime at `now`, both on the queue clock.
+    pub fn expired(&self, queued: u64, now: u64) -> bool {
+        now.saturating_sub(queued) >= self.lifetime.as_secs()
     }
 }
 

@@ -3,7 +3,9 @@
 //! Four tables in one environment:
 //! - `messages`: queue id -> [`Message`] (sender, recipients and their states);
 //! - `chunks`: (queue id, n) -> the n-th piece of the message's bytes;
-//! - `due`: (unix time, queue id) -> nothing: when each message is next tried.
+//! - `due`: (queue-clock time, queue id) -> nothing: when each message is next
+//!   tried;
+//! - `meta`: the floor of queue ids and the queue clock's checkpoint.
 //!
 //! Writes go through one thread, the committer, which gathers every write that
 //! is waiting into one transaction and commits it once (group commit). LMDB
@@ -18,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
+use super::clock::{self, CHECKPOINT_EVERY, Checkpoint, Clock};
 use crate::envelope::{Address, Domain, Route};
 
 /// A queue id: unique for the life of a data dir, shown as 16 hex digits.
@@ -66,15 +69,18 @@ pub struct Recipient {
 pub struct Message {
     /// Its queue id.
     pub id: QueueId,
-    /// Unix time of acceptance.
+    /// Unix time of acceptance by the wall clock, as people are shown it.
     pub arrived: u64,
+    /// Queue-clock time of acceptance (see [`super::clock`]): what its age,
+    /// for the lifetime and the delay notice, is counted from.
+    pub queued: u64,
     /// The reverse-path, or `None` for `<>`.
     pub sender: Option<Address>,
     /// The size in bytes of the stored message (CRLF line ends).
     pub size: u64,
     /// How many chunks hold the message.
     pub chunks: u32,
-    /// Unix time of the next attempt; its key in the `due` table.
+    /// Queue-clock time of the next attempt; its key in the `due` table.
     pub next_attempt: u64,
     /// What made it: a client, or Postern reporting on another message.
     pub kind: Kind,
@@ -215,6 +221,10 @@ pub struct Store {
     next_id: AtomicU64,
     /// This store's own random number, made when it was first opened.
     tag: AtomicU64,
+    /// The queue clock.
+    clock: Clock,
+    /// The queue-clock reading last saved as the checkpoint.
+    checkpointed: AtomicU64,
     /// Held open for the life of the store: the exclusive lock on the data dir.
     _lock: std::fs::File,
 }
@@ -241,6 +251,9 @@ fn random_tag() -> u64 {
     };
     tag.max(1)
 }
+
+/// The `meta` key of the queue clock's [`Checkpoint`].
+const CLOCK: &[u8] = b"clock";
 
 /// Takes an exclusive lock on `dir`, so only one process at a time uses the
 /// store: a second server would otherwise sweep away the pieces of messages
@@ -331,6 +344,8 @@ impl Store {
             meta,
             next_id: AtomicU64::new(0),
             tag: AtomicU64::new(0),
+            clock: Clock::new(0),
+            checkpointed: AtomicU64::new(0),
             map,
             file,
             churn: AtomicU64::new(0),
@@ -353,9 +368,15 @@ impl Store {
         self.tag.load(Ordering::SeqCst)
     }
 
+    /// The queue clock now, in seconds: what ages and due times are measured
+    /// on. Not the wall clock; see [`super::clock`].
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
     /// Run once at open: removes the pieces of messages that were still
-    /// arriving when the process died and due entries without a message, and
-    /// sets where queue ids start.
+    /// arriving when the process died and due entries without a message,
+    /// sets where queue ids start, and starts the queue clock.
     ///
     /// Ids start at the current time in microseconds, but never below the
     /// floor saved by the previous start, which lies 2^32 ids past where that
@@ -397,9 +418,25 @@ impl Store {
                 t
             }
         };
+        let saved = self.meta.get(&wtxn, CLOCK)?.and_then(Checkpoint::decode);
+        // A store without a checkpoint holds wall-clock times: the clock
+        // starts no earlier than its latest arrival.
+        let mut latest = 0;
+        if saved.is_none() {
+            for item in self.messages.iter(&wtxn)? {
+                if let Ok(m) = decode(item?.1) {
+                    latest = latest.max(m.arrived);
+                }
+            }
+        }
+        let wall = unix_now();
+        let queue_now = clock::start(saved, wall, latest);
+        self.meta.put(&mut wtxn, CLOCK, &Checkpoint { queue: queue_now, wall }.encode())?;
         wtxn.commit()?;
         self.next_id.store(start, Ordering::SeqCst);
         self.tag.store(tag, Ordering::SeqCst);
+        self.clock.set(queue_now);
+        self.checkpointed.store(queue_now, Ordering::SeqCst);
         if !orphans.is_empty() {
             log::info!(target: "mail", "removed pieces of {} message(s) that were not accepted", orphans.len());
         }
@@ -412,6 +449,14 @@ impl Store {
     /// The first failure; nothing of the batch is kept then.
     pub fn apply(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
+        // The clock's checkpoint rides on a commit that writes anyway, at
+        // most once a minute: never a write of its own.
+        let now = self.clock.now();
+        let checkpoint = now >= self.checkpointed.load(Ordering::SeqCst).saturating_add(CHECKPOINT_EVERY)
+            && writes.iter().any(|w| !matches!(w, Write::Sync));
+        if checkpoint {
+            self.meta.put(&mut wtxn, CLOCK, &Checkpoint { queue: now, wall: unix_now() }.encode())?;
+        }
         for w in writes {
             let churn = self.apply_one(&mut wtxn, w)?;
             // Reading a page of the mapping makes the kernel map the pages
@@ -429,7 +474,11 @@ impl Store {
         wtxn.commit().map_err(|e| {
             let needed = writes.iter().map(|w| w.weight() as u64).sum();
             if disk_full(&e, self.space_left(), needed) { StoreError::Full } else { e.into() }
-        })
+        })?;
+        if checkpoint {
+            self.checkpointed.store(now, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Bytes left for us on the store's file system, if it can be asked.
@@ -717,8 +766,10 @@ fn key_u64(k: &[u8]) -> u64 {
 // The record format: a version byte, then fixed-width big-endian integers and
 // length-prefixed UTF-8 strings.
 
-/// Version 2 added `kind` and `delay_notified`; version 1 records are still read.
-const VERSION: u8 = 2;
+/// Version 2 added `kind` and `delay_notified`, version 3 `queued`; older
+/// records are still read. Before version 3 all times were unix times, and
+/// the queue clock of such a store starts at the wall clock.
+const VERSION: u8 = 3;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -739,6 +790,7 @@ pub fn encode(m: &Message) -> Vec<u8> {
         Kind::DoubleBounce => 2,
     });
     out.push(u8::from(m.delay_notified));
+    out.extend_from_slice(&m.queued.to_be_bytes());
     // Addresses are kept as their parts, never re-parsed from printed text.
     match &m.sender {
         Some(a) => {
@@ -808,7 +860,7 @@ fn corrupt(what: &str) -> StoreError {
 pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != VERSION && version != 1 {
+    if !(1..=VERSION).contains(&version) {
         return Err(corrupt("unknown version"));
     }
     let id = QueueId(r.u64()?);
@@ -827,6 +879,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
         };
         (kind, r.u8()? != 0)
     };
+    let queued = if version >= 3 { r.u64()? } else { arrived };
     let domain = |d: String| Domain::parse(&d).map_err(|_| corrupt("bad domain"));
     let sender = match (r.str()?, r.str()?) {
         (l, d) if l.is_empty() && d.is_empty() => None,
@@ -852,7 +905,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
         let last_error = r.str()?;
         recipients.push(Recipient { route, status, attempts, last_error });
     }
-    Ok(Message { id, arrived, sender, size, chunks, next_attempt, kind, delay_notified, recipients })
+    Ok(Message { id, arrived, queued, sender, size, chunks, next_attempt, kind, delay_notified, recipients })
 }
 
 #[cfg(test)]
@@ -863,6 +916,7 @@ mod tests {
         Message {
             id: store.new_id(),
             arrived: 1000,
+            queued: 1000,
             sender: Some(Address::parse("\"odd user\"@b.example").unwrap()),
             size: 11,
             chunks: 2,
@@ -952,6 +1006,95 @@ mod tests {
         wtxn.commit().unwrap();
         store.sweep().unwrap();
         assert!(store.new_id().0 >= first.0 + (1 << 32));
+    }
+
+    /// The record of `m` as the release before the queue clock wrote it
+    /// (version 2: no `queued`).
+    fn encode_v2(m: &Message) -> Vec<u8> {
+        let v3 = encode(m);
+        // version, id, arrived, size, chunks, next_attempt, kind, delay_notified
+        let fixed = 1 + 8 + 8 + 8 + 4 + 8 + 1 + 1;
+        let mut out = vec![2];
+        out.extend_from_slice(&v3[1..fixed]);
+        out.extend_from_slice(&v3[fixed + 8..]);
+        out
+    }
+
+    fn checkpoint(store: &Store) -> Option<Checkpoint> {
+        let rtxn = store.env.read_txn().unwrap();
+        store.meta.get(&rtxn, CLOCK).unwrap().and_then(Checkpoint::decode)
+    }
+
+    fn set_checkpoint(store: &Store, c: Option<Checkpoint>) {
+        let mut wtxn = store.env.write_txn().unwrap();
+        match c {
+            Some(c) => store.meta.put(&mut wtxn, CLOCK, &c.encode()).unwrap(),
+            None => drop(store.meta.delete(&mut wtxn, CLOCK).unwrap()),
+        }
+        wtxn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_store_from_before_the_queue_clock_keeps_its_ages_and_due_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let wall = unix_now();
+        let mut m = sample(&store);
+        (m.arrived, m.queued, m.next_attempt) = (wall - 3600, wall - 3600, wall + 600);
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.messages.put(&mut wtxn, &m.id.0.to_be_bytes(), &encode_v2(&m)).unwrap();
+        store.due.put(&mut wtxn, &due_key(m.next_attempt, m.id), &[]).unwrap();
+        wtxn.commit().unwrap();
+        // As the old release left it: no checkpoint. A restart sweeps again.
+        set_checkpoint(&store, None);
+        store.sweep().unwrap();
+        let now = store.now();
+        assert!((wall..wall + 2).contains(&now), "the clock starts at the wall clock: {now} {wall}");
+        let old = store.message(m.id).unwrap().unwrap();
+        assert_eq!(old, m, "queued is the arrival");
+        assert!((3600..3603).contains(&(now - old.queued)), "an hour old, as before");
+        assert_eq!(store.due(now, 10, |_| false).unwrap(), (vec![], Some(wall + 600)));
+        assert!(checkpoint(&store).is_some_and(|c| c.queue == now), "the next start goes on from here");
+        // A board whose clock is behind the store's arrivals does not wait
+        // for the wall clock to catch up.
+        m.arrived = wall + 86_400;
+        store.apply(&[Write::Update { message: m.clone(), report: None }]).unwrap();
+        set_checkpoint(&store, None);
+        store.sweep().unwrap();
+        assert!(store.now() >= wall + 86_400);
+    }
+
+    #[test]
+    fn the_clock_goes_on_from_its_checkpoint_whatever_the_wall_clock_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let wall = unix_now();
+        let cases = [
+            (wall - 7 * 86_400, 5060, "off for a week, or a jump forward: a minute counts"),
+            (wall + 86_400, 5000, "the wall clock went back: nothing counts"),
+            (wall - 20, 5020, "a quick restart counts its downtime"),
+        ];
+        for (saved_wall, want, why) in cases {
+            set_checkpoint(&store, Some(Checkpoint { queue: 5000, wall: saved_wall }));
+            store.sweep().unwrap();
+            assert!((want..want + 2).contains(&store.now()), "{why}: {}", store.now());
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_rides_on_writes_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let at_open = checkpoint(&store).unwrap();
+        let chunk = |n| Write::Chunk { id: QueueId(1), n, bytes: b"x".to_vec() };
+        store.apply(&[chunk(0)]).unwrap();
+        assert_eq!(checkpoint(&store), Some(at_open), "less than a minute since the last one");
+        store.clock.set(at_open.queue + CHECKPOINT_EVERY);
+        store.apply(&[Write::Sync]).unwrap();
+        assert_eq!(checkpoint(&store), Some(at_open), "never a commit of its own");
+        store.apply(&[chunk(1)]).unwrap();
+        let renewed = checkpoint(&store).unwrap();
+        assert!(renewed.queue >= at_open.queue + CHECKPOINT_EVERY, "{renewed:?}");
     }
 
     #[test]

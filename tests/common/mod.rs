@@ -39,6 +39,8 @@ pub struct Postern {
     pub submissions: SocketAddr,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// Extra environment for the server process, kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 /// The config every test starts from; `extra` is appended (tables only).
@@ -95,10 +97,17 @@ impl Postern {
     /// Starts a server in a temp dir the test has prepared (say, with a small
     /// file system mounted where `data` or `mail` will be).
     pub fn start_in(dir: tempfile::TempDir, top: &str, extra: &str) -> Postern {
+        Postern::start_in_env(dir, top, extra, &[])
+    }
+
+    /// As [`Postern::start_in`], with extra environment for the server
+    /// (say, `LD_PRELOAD` of a library that fakes its clock).
+    pub fn start_in_env(dir: tempfile::TempDir, top: &str, extra: &str, env: &[(&str, &str)]) -> Postern {
         let config = dir.path().join("postern.toml");
         std::fs::write(&config, config_text(dir.path(), top, extra)).expect("write config");
-        let (child, log, [addr, submission, submissions]) = spawn(&config);
-        Postern { dir, config, addr, submission, submissions, child, log }
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, log, [addr, submission, submissions]) = spawn(&config, &env);
+        Postern { dir, config, addr, submission, submissions, child, log, env }
     }
 
     /// Kills the server with SIGKILL: no chance to clean up.
@@ -130,7 +139,7 @@ impl Postern {
     /// Kills the server and starts it again on the same config and data.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, log, [addr, submission, submissions]) = spawn(&self.config);
+        let (child, log, [addr, submission, submissions]) = spawn(&self.config, &self.env);
         self.child = child;
         self.log = log;
         self.addr = addr;
@@ -251,8 +260,10 @@ pub fn postern() -> Command {
     command_for(Path::new(env!("CARGO_BIN_EXE_postern")))
 }
 
-fn spawn(config: &Path) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
-    spawn_with(postern(), config)
+fn spawn(config: &Path, env: &[(String, String)]) -> (Child, Arc<Mutex<Vec<String>>>, [SocketAddr; 3]) {
+    let mut command = postern();
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    spawn_with(command, config)
 }
 
 /// Starts `command` (the postern binary, perhaps behind a wrapper such as
