@@ -238,6 +238,9 @@ pub fn message_too_big() -> Reply {
 pub fn bare_line_ending() -> Reply {
     Reply::new(550, "5.6.11", "bare CR or LF in message: lines must end with CR LF (see SMTP smuggling)")
 }
+pub fn nul_in_message() -> Reply {
+    Reply::new(554, "5.6.0", "NUL byte in message: not allowed in SMTP text")
+}
 pub fn mail_loop() -> Reply {
     Reply::new(554, "5.4.6", "too many Received headers: mail loop")
 }

@@ -497,6 +497,7 @@ impl Session {
             DataError::TooBig => reply::message_too_big(),
             DataError::BareLineEnding => reply::bare_line_ending(),
             DataError::LineTooLong => reply::data_line_too_long(),
+            DataError::Nul => reply::nul_in_message(),
         }
     }
 
