@@ -229,6 +229,11 @@ pub fn relay_denied(addr: &str) -> Reply {
 pub fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "too many recipients")
 }
+/// A local alias over the expansion cap: the owner's to fix, so a temporary
+/// failure, as Postfix defers such mail.
+pub fn alias_too_big(max: usize) -> Reply {
+    Reply::new(452, "4.5.3", format!("alias expands to more than {max} recipients"))
+}
 pub fn message_too_big_declared(max: u64) -> Reply {
     Reply::new(552, "5.3.4", format!("message size exceeds the limit of {max} bytes"))
 }
