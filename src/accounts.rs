@@ -1,7 +1,7 @@
 //! Who is local and where their mail goes: domains, users, aliases, catch-alls
 //! and trusted networks. Built from the config; pure lookups, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::config::{Config, IpNet};
@@ -10,6 +10,12 @@ use crate::smtp::session::Login;
 
 /// How deep alias chains may go before we call it a loop.
 const MAX_ALIAS_DEPTH: usize = 8;
+
+/// The most delivery recipients one address may expand to, and one
+/// transaction may gather (Postfix's `virtual_alias_expansion_limit` is the
+/// same figure). Past it the RCPT gets `452 4.5.3`, so each message's
+/// recipient list, and the work to build it, stays bounded.
+pub const MAX_EXPANDED_RECIPIENTS: usize = 1000;
 
 /// The answer to "where does mail for this address go?".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +26,8 @@ pub enum Resolution {
     UnknownUser,
     /// Not one of our domains: relaying.
     NotLocal,
+    /// A local address that expands to more than [`MAX_EXPANDED_RECIPIENTS`].
+    TooMany,
 }
 
 #[derive(Debug)]
@@ -139,25 +147,39 @@ impl Accounts {
 
     /// Where mail for `addr` goes. `user+tag` is looked up as `user`;
     /// `postmaster` at a local domain always resolves.
+    ///
+    /// The work is linear in the size of the alias tables whatever their
+    /// shape: each alias is walked at most once per depth, duplicates are
+    /// found with a set, and the walk stops past [`MAX_EXPANDED_RECIPIENTS`].
     pub fn resolve(&self, addr: &Address) -> Resolution {
+        self.resolve_counted(addr).0
+    }
+
+    /// [`Accounts::resolve`], and how many steps the walk took.
+    fn resolve_counted(&self, addr: &Address) -> (Resolution, usize) {
         if !self.is_local(addr.domain()) {
-            return Resolution::NotLocal;
+            return (Resolution::NotLocal, 0);
         }
-        let mut routes = Vec::new();
-        if self.expand(addr.local(), addr.domain(), 0, &mut routes) {
-            Resolution::Deliver(routes)
+        let mut out = Expansion::default();
+        let found = self.expand(addr.local(), addr.domain(), 0, &mut out);
+        let r = if out.too_many {
+            Resolution::TooMany
+        } else if found {
+            Resolution::Deliver(out.routes)
         } else {
             Resolution::UnknownUser
-        }
+        };
+        (r, out.steps)
     }
 
     /// Adds the routes for `local@domain` (a local domain) to `out`; false when
     /// nothing matches.
-    fn expand(&self, local: &str, domain: &Domain, depth: usize, out: &mut Vec<Route>) -> bool {
+    fn expand(&self, local: &str, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
+        out.steps += 1;
         let Some(d) = self.domains.get(domain) else {
             return false;
         };
-        if depth > MAX_ALIAS_DEPTH {
+        if depth > MAX_ALIAS_DEPTH || out.too_many {
             return false;
         }
         let lower = local.to_lowercase();
@@ -166,13 +188,25 @@ impl Accounts {
             _ => lower.as_str(),
         };
         if d.users.contains_key(name) {
-            push_unique(out, Route::Local { user: name.to_string(), domain: domain.clone() });
-            return true;
+            return out.push(Route::Local { user: name.to_string(), domain: domain.clone() });
         }
         if let Some(targets) = d.aliases.get(name) {
+            // Walked before from as high up the chain or higher: whatever it
+            // delivers to is in `out` already.
+            let key = (domain.clone(), name.to_string());
+            if out.walked.get(&key).is_some_and(|&d| d <= depth) {
+                return out.found.contains(&key);
+            }
+            out.walked.insert(key.clone(), depth);
             let mut any = false;
             for t in targets {
                 any |= self.expand_target(t, domain, depth + 1, out);
+                if out.too_many {
+                    return false;
+                }
+            }
+            if any {
+                out.found.insert(key);
             }
             return any;
         }
@@ -186,44 +220,61 @@ impl Accounts {
     }
 
     /// An alias or catch-all target: a bare name in `domain`, or a full address.
-    fn expand_target(&self, target: &str, domain: &Domain, depth: usize, out: &mut Vec<Route>) -> bool {
+    fn expand_target(&self, target: &str, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
         if !target.contains('@') {
             return self.expand(target, domain, depth, out);
         }
         match Address::parse(target) {
             Ok(a) if self.is_local(a.domain()) => self.expand(a.local(), a.domain(), depth, out),
-            Ok(a) => {
-                push_unique(out, Route::Remote(a));
-                true
-            }
+            Ok(a) => out.push(Route::Remote(a)),
             Err(_) => false,
         }
     }
 
     /// `postmaster` at a domain that does not define it: the primary domain's
     /// postmaster, else its first user in name order.
-    fn postmaster(&self, domain: &Domain, depth: usize, out: &mut Vec<Route>) -> bool {
+    fn postmaster(&self, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
         if domain != &self.primary {
             return self.expand("postmaster", &self.primary.clone(), depth + 1, out);
         }
         let Some(d) = self.domains.get(&self.primary) else {
             return false;
         };
-        let mut users: Vec<&String> = d.users.keys().collect();
-        users.sort();
-        match users.first() {
-            Some(u) => {
-                push_unique(out, Route::Local { user: (*u).clone(), domain: domain.clone() });
-                true
-            }
+        match d.users.keys().min() {
+            Some(u) => out.push(Route::Local { user: u.clone(), domain: domain.clone() }),
             None => false,
         }
     }
 }
 
-fn push_unique(out: &mut Vec<Route>, r: Route) {
-    if !out.contains(&r) {
-        out.push(r);
+/// The routes one address expands to, gathered without repeats.
+#[derive(Default)]
+struct Expansion {
+    routes: Vec<Route>,
+    seen: HashSet<Route>,
+    /// Aliases walked so far, with the lowest depth each was walked from.
+    walked: HashMap<(Domain, String), usize>,
+    /// The walked aliases that delivered somewhere.
+    found: HashSet<(Domain, String)>,
+    /// More than [`MAX_EXPANDED_RECIPIENTS`]: the walk stopped.
+    too_many: bool,
+    /// Addresses looked at, for the tests of the walk's cost.
+    steps: usize,
+}
+
+impl Expansion {
+    /// Adds `r` unless it is there already; true (a match) unless over the cap.
+    fn push(&mut self, r: Route) -> bool {
+        if self.seen.contains(&r) {
+            return true;
+        }
+        if self.routes.len() == MAX_EXPANDED_RECIPIENTS {
+            self.too_many = true;
+            return false;
+        }
+        self.seen.insert(r.clone());
+        self.routes.push(r);
+        true
     }
 }
 
@@ -295,6 +346,75 @@ aliases = { loop1 = "loop2", loop2 = "loop1" }
         // A quoted local part holding '@' is just an unknown local user.
         let quoted = Address::new("alice@elsewhere.example", Domain::parse("example.com").unwrap());
         assert_eq!(a.resolve(&quoted), Resolution::UnknownUser);
+    }
+
+    /// A config whose `example.com` has these aliases, written as TOML.
+    fn with_aliases(aliases: &str) -> Accounts {
+        let text = format!(
+            "hostname = \"mx.example.com\"\ndata_dir = \"/tmp/x\"\n[domains.\"example.com\"]\n\
+             users = {{ alice = \"\", bob = \"\" }}\naliases = {{ {aliases} }}\n"
+        );
+        Accounts::new(&Config::parse(&text, "test").expect("test config parses"))
+    }
+
+    fn quoted(names: impl Iterator<Item = String>) -> String {
+        names.map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    }
+
+    #[test]
+    fn expansion_is_capped_and_deduplicated_in_linear_work() {
+        let big = quoted((0..5000).map(|i| format!("u{i}@remote.example")));
+        let wide = quoted((0..MAX_EXPANDED_RECIPIENTS).map(|i| format!("w{i}@remote.example")));
+        let dups = quoted((0..5000).map(|i| ["alice", "Bob", "ALICE", "bob@example.com"][i % 4].to_string()));
+        // Each level names the next fifty times: 50^4 paths to alice, one walk.
+        let tree = "l0 = [LIST1], l1 = [LIST2], l2 = [LIST3], l3 = [\"alice\"]"
+            .replace("LIST1", &quoted(std::iter::repeat_n("l1".to_string(), 50)))
+            .replace("LIST2", &quoted(std::iter::repeat_n("l2".to_string(), 50)))
+            .replace("LIST3", &quoted(std::iter::repeat_n("l3".to_string(), 50)));
+        let a = with_aliases(&format!(
+            "big = [{big}], wide = [{wide}], dups = [{dups}], {tree}, both = [\"wide\", \"alice\"]"
+        ));
+        let at = |s: &str| Address::parse(&format!("{s}@example.com")).unwrap();
+
+        let (r, steps) = a.resolve_counted(&at("big"));
+        assert_eq!(r, Resolution::TooMany);
+        assert!(steps <= MAX_EXPANDED_RECIPIENTS + 2, "{steps} steps");
+
+        let (r, steps) = a.resolve_counted(&at("wide"));
+        assert!(matches!(&r, Resolution::Deliver(v) if v.len() == MAX_EXPANDED_RECIPIENTS));
+        assert!(steps <= MAX_EXPANDED_RECIPIENTS + 1, "{steps} steps");
+        assert_eq!(a.resolve(&at("both")), Resolution::TooMany);
+
+        let (r, steps) = a.resolve_counted(&at("dups"));
+        assert_eq!(r, Resolution::Deliver(vec![local("alice", "example.com"), local("bob", "example.com")]));
+        assert!(steps <= 5001, "{steps} steps");
+
+        let (r, steps) = a.resolve_counted(&at("l0"));
+        assert_eq!(r, Resolution::Deliver(vec![local("alice", "example.com")]));
+        assert!(steps <= 4 * 50 + 2, "{steps} steps");
+    }
+
+    #[test]
+    fn alias_loops_and_diamonds_resolve_as_before() {
+        let a = with_aliases(
+            "a = [\"alice\", \"b\"], b = [\"a\"], x = [\"y\"], y = [\"x\"], \
+             top = [\"left\", \"right\"], left = [\"bob\"], right = [\"bob\", \"alice\"], \
+             d0 = \"d1\", d1 = \"d2\", d2 = \"d3\", d3 = \"d4\", d4 = \"d5\", d5 = \"d6\", d6 = \"d7\", \
+             d7 = \"alice\", d8 = \"d0\", mix = [\"d8\", \"d1\"]",
+        );
+        let at = |s: &str| a.resolve(&Address::parse(&format!("{s}@example.com")).unwrap());
+        assert_eq!(at("a"), Resolution::Deliver(vec![local("alice", "example.com")]));
+        assert_eq!(at("b"), Resolution::Deliver(vec![local("alice", "example.com")]));
+        assert_eq!(at("x"), Resolution::UnknownUser);
+        assert_eq!(
+            at("top"),
+            Resolution::Deliver(vec![local("bob", "example.com"), local("alice", "example.com")])
+        );
+        // Eight hops reach alice; nine are taken for a loop. `mix` meets d1
+        // too deep first, then high enough.
+        assert_eq!(at("d0"), Resolution::Deliver(vec![local("alice", "example.com")]));
+        assert_eq!(at("d8"), Resolution::UnknownUser);
+        assert_eq!(at("mix"), Resolution::Deliver(vec![local("alice", "example.com")]));
     }
 
     #[test]

@@ -174,8 +174,10 @@ struct Client {
     pending: usize,
 }
 
-/// The address a client is counted under.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under, by the login limiter and the
+/// per-address connection cap: an IPv4 address (IPv4-mapped IPv6 included)
+/// as it is, an IPv6 address by its /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

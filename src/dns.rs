@@ -437,8 +437,108 @@ fn normalize(name: &str) -> Option<String> {
     (name.len() <= 253 && name.split('.').all(label_ok)).then_some(name)
 }
 
+/// A name to look up: as it is when ASCII, else with each non-ASCII label as
+/// its A-label (punycode), as IDNA asks for (RFC 5891 5, UTS #46).
 fn valid_name(name: &str) -> Result<String, DnsError> {
-    normalize(name).ok_or_else(|| DnsError::NoSuchDomain(format!("{name:?} is not a valid domain name")))
+    a_labels(name)
+        .as_deref()
+        .and_then(normalize)
+        .ok_or_else(|| DnsError::NoSuchDomain(format!("{name:?} is not a valid domain name")))
+}
+
+/// `name` with every label that is not ASCII written as `xn--` and its
+/// punycode; `None` when a label cannot be one.
+///
+/// SMTPUTF8 mail carries its domains as U-labels (RFC 6531 3.3), which are
+/// already what the UTS #46 mapping produces: lowercase, NFC, no symbols. The
+/// mapping done here is the part of it that can matter for a name an address
+/// parser accepted, lowercasing; a label that is not a U-label yet (one with
+/// compatibility forms, or not NFC) gets an A-label that names nothing, so the
+/// mail bounces as for any unknown domain. Letters and digits only: a label
+/// with punctuation or symbols is refused.
+fn a_labels(name: &str) -> Option<String> {
+    if name.is_ascii() {
+        return Some(name.to_string());
+    }
+    let name = name.strip_suffix('.').unwrap_or(name).to_lowercase();
+    let labels: Option<Vec<String>> = name
+        .split('.')
+        .map(|label| {
+            if label.is_ascii() {
+                Some(label.to_string())
+            } else if label.chars().all(|c| c.is_alphanumeric() || c == '-') {
+                punycode(label).map(|p| format!("xn--{p}"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    Some(labels?.join("."))
+}
+
+/// Punycode (RFC 3492 6.3) of one label; `None` on overflow, which no label of
+/// a valid length can reach.
+fn punycode(input: &str) -> Option<String> {
+    const BASE: u32 = 36;
+    const T_MIN: u32 = 1;
+    const T_MAX: u32 = 26;
+    fn digit(d: u32) -> char {
+        // 0..=25 are a..z, 26..=35 are 0..9.
+        char::from(if d < 26 { b'a' + d as u8 } else { b'0' + (d - 26) as u8 })
+    }
+    fn adapt(mut delta: u32, points: u32, first: bool) -> u32 {
+        delta /= if first { 700 } else { 2 };
+        delta += delta / points;
+        let mut k = 0;
+        while delta > ((BASE - T_MIN) * T_MAX) / 2 {
+            delta /= BASE - T_MIN;
+            k += BASE;
+        }
+        k + (BASE - T_MIN + 1) * delta / (delta + 38)
+    }
+    let points: Vec<u32> = input.chars().map(u32::from).collect();
+    let mut out: String = input.chars().filter(char::is_ascii).collect();
+    let basic = out.len() as u32;
+    if basic > 0 {
+        out.push('-');
+    }
+    let (mut n, mut delta, mut bias, mut handled) = (0x80u32, 0u32, 72u32, basic);
+    while (handled as usize) < points.len() {
+        let m = points.iter().copied().filter(|&c| c >= n).min()?;
+        delta = delta.checked_add((m - n).checked_mul(handled + 1)?)?;
+        n = m;
+        for &c in &points {
+            if c < n {
+                delta = delta.checked_add(1)?;
+            }
+            if c == n {
+                let mut q = delta;
+                let mut k = BASE;
+                loop {
+                    let t = if k <= bias {
+                        T_MIN
+                    } else if k >= bias + T_MAX {
+                        T_MAX
+                    } else {
+                        k - bias
+                    };
+                    if q < t {
+                        break;
+                    }
+                    out.push(digit(t + (q - t) % (BASE - t)));
+                    q = (q - t) / (BASE - t);
+                    k += BASE;
+                }
+                out.push(digit(q));
+                bias = adapt(delta, handled + 1, handled == basic);
+                delta = 0;
+                handled += 1;
+            }
+        }
+        delta += 1;
+        n += 1;
+    }
+    Some(out)
 }
 
 /// An IP address written bare, or as an SMTP address literal: `[192.0.2.1]`, `[IPv6:2001:db8::1]`.
@@ -874,6 +974,40 @@ mod tests {
         ];
         for (name, want) in cases {
             assert_eq!(normalize(name).as_deref(), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn unicode_names_are_looked_up_as_a_labels() {
+        let cases = [
+            ("bücher.test", Some("xn--bcher-kva.test")),
+            ("Bücher.TEST.", Some("xn--bcher-kva.test")),
+            ("mail.BÜCHER.example", Some("mail.xn--bcher-kva.example")),
+            ("münchen.de", Some("xn--mnchen-3ya.de")),
+            ("straße.de", Some("xn--strae-oqa.de")),
+            ("例え.テスト", Some("xn--r8jz45g.xn--zckzah")),
+            ("пример.испытание", Some("xn--e1afmkfd.xn--80akhbyknj4f")),
+            ("ascii.example", Some("ascii.example")),
+            ("xn--bcher-kva.test", Some("xn--bcher-kva.test")),
+            ("bü cher.test", None),
+            ("bü_cher.test", None),
+            ("bü☃.test", None),
+            ("bü..test", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(valid_name(name).ok().as_deref(), want, "{name:?}");
+        }
+        // RFC 3492 7.1 samples: (A) Arabic, (L) Japanese with ASCII, (S) ASCII only.
+        let samples = [
+            (
+                "\u{644}\u{64A}\u{647}\u{645}\u{627}\u{628}\u{62A}\u{643}\u{644}\u{645}\u{648}\u{634}\u{639}\u{631}\u{628}\u{64A}\u{61F}",
+                "egbpdaj6bu4bxfgehfvwxn",
+            ),
+            ("3\u{5E74}B\u{7D44}\u{91D1}\u{516B}\u{5148}\u{751F}", "3B-ww4c5e180e575a65lsy2b"),
+            ("-> $1.00 <-", "-> $1.00 <--"),
+        ];
+        for (input, want) in samples {
+            assert_eq!(punycode(input).as_deref(), Some(want), "{input:?}");
         }
     }
 

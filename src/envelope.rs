@@ -219,7 +219,7 @@ fn is_qtext_or_space(c: char) -> bool {
 }
 
 /// Where one accepted recipient goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Route {
     /// Into the Maildir of a local user: `<mail_root>/<domain>/<user>`.
     Local {

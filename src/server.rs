@@ -20,7 +20,7 @@ use smol::lock::Semaphore;
 use smol::{Executor, Timer};
 
 use crate::Settings;
-use crate::auth::{FailureLimiter, verify_password};
+use crate::auth::{FailureLimiter, client_key, verify_password};
 use crate::logtext::{quoted, word};
 use crate::message::{HeaderScan, Trace, received, rfc5322_date};
 use crate::queue::store::{Message, QueueId, Recipient, Status, StoreError, Write, unix_now};
@@ -72,7 +72,8 @@ const MAX_AUTH_LINE: usize = 12288;
 /// The connection, before or after TLS.
 type Io = Stream<TlsStream<TcpStream>>;
 
-/// Counts open connections, overall and per client address.
+/// Counts open connections, overall and per client address (an IPv6 client
+/// per /64, which one host usually holds whole).
 #[derive(Debug, Default)]
 struct Connections {
     total: AtomicUsize,
@@ -106,6 +107,7 @@ impl Connections {
         if self.total.load(Ordering::SeqCst) >= max {
             return Err(reply::too_many_connections);
         }
+        let ip = client_key(ip);
         let n = map.entry(ip).or_insert(0);
         if *n >= max_per_ip {
             return Err(reply::too_many_from_ip);
@@ -783,5 +785,40 @@ fn store_reply(id: QueueId, e: StoreError) -> Reply {
             log::error!(target: "mail", "id={id} status=refused error=\"{s}\"");
             reply::local_error()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_address_cap_counts_an_ipv6_64_as_one_client() {
+        // Two places per client: each address in turn, and whether it gets in.
+        let cases: &[(&str, bool)] = &[
+            ("2001:db8:1:2::1", true),
+            ("2001:db8:1:2::2", true),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", false),
+            ("2001:db8:1:3::1", true),
+            ("2001:db8:1:3:8000::1", true),
+            ("2001:db8:1:3::9", false),
+            ("192.0.2.7", true),
+            ("::ffff:192.0.2.7", true),
+            ("192.0.2.7", false),
+            ("192.0.2.8", true),
+        ];
+        let conns = Arc::new(Connections::default());
+        let mut held = Vec::new();
+        for &(ip, admitted) in cases {
+            let got = conns.admit(ip.parse().unwrap(), 100, 2);
+            assert_eq!(got.is_ok(), admitted, "{ip}");
+            held.extend(got.ok());
+        }
+        assert_eq!(conns.total.load(Ordering::SeqCst), 7);
+        // Leaving frees the /64's place for any address in it.
+        held.remove(0);
+        assert!(conns.admit("2001:db8:1:2::abcd".parse().unwrap(), 100, 2).is_ok());
+        drop(held);
+        assert!(conns.per_ip.lock().unwrap().is_empty());
     }
 }

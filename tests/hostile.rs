@@ -349,13 +349,27 @@ fn endless_command_lines_and_nul_bytes_keep_sessions_in_step_and_memory_flat() {
         let r = c.reply();
         assert!(r.starts_with(want), "{:?}: {r}", String::from_utf8_lossy(cmd));
     }
-    // NUL bytes in DATA are data: stored and delivered byte for byte.
-    c.send(b"Subject: nul\r\n\r\nbefore\0middle\0\0after\r\n\0\r\n.\r\n");
-    assert!(c.reply().starts_with("250 2.0.0"));
+    // NUL bytes in DATA are refused after the final dot, a NUL at the start of
+    // a line hides neither a dot after it nor the end, and nothing is queued.
+    c.send(b"Subject: nul\r\n\r\nbefore\0middle\0\0after\r\n\0.\r\n\0\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("554 5.6.0 "), "{r}");
+    // The session is in step: the next transaction goes through.
+    for (cmd, want) in [
+        ("MAIL FROM:<nul@remote.example>", "250 "),
+        ("RCPT TO:<alice@example.com>", "250 "),
+        ("DATA", "354 "),
+        ("Subject: no nul\r\n\r\nclean\r\n.", "250 2.0.0"),
+    ] {
+        let r = c.cmd(cmd);
+        assert!(r.starts_with(want), "{cmd:?}: {r}");
+    }
     let files = p.wait_inbox("example.com", "alice", 1);
     let bytes = std::fs::read(&files[0]).unwrap();
-    assert!(bytes.ends_with(b"\nbefore\0middle\0\0after\n\0\n"), "{:?}", String::from_utf8_lossy(&bytes));
+    assert!(bytes.ends_with(b"\nclean\n"), "{:?}", String::from_utf8_lossy(&bytes));
+    p.wait_log(&["status=rejected", "NUL byte in message"]);
     good_client_delivers(&p, "after long lines");
+    assert_eq!(p.inbox("example.com", "alice").len(), 1, "the refused message was delivered");
 }
 
 /// A TLS ClientHello as Python's ssl module sends it.

@@ -97,6 +97,30 @@ fn two_posterns_deliver_over_mx_with_starttls_and_refusals_bounce_to_the_sender(
 }
 
 #[test]
+fn mail_to_a_unicode_domain_goes_to_the_mx_of_its_a_label() {
+    let dns = Dns::start();
+    let remote = FakeMx::start(|_| Behaviour::Rcpt("250 2.1.5 ok"));
+    // Only the A-label is published: DNS has no other spelling.
+    dns.mx("xn--bcher-kva.test", "mx.xn--bcher-kva.test", LOCALHOST);
+    let a = Postern::start(&outbound(&dns, remote.addr.port(), ""));
+    let mut c = a.raw();
+    c.cmd("EHLO laptop.lan");
+    assert!(c.cmd("MAIL FROM:<alice@example.com> SMTPUTF8").starts_with("250"));
+    let r = c.cmd("RCPT TO:<user@Bücher.test>");
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd("Subject: idn\r\n\r\nfür dich\r\n.");
+    assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+    a.wait_log(&["to=<user@bücher.test>", "status=delivered"]);
+    let got = remote.received();
+    assert_eq!(got.len(), 1);
+    // The address itself travels as it was written, in SMTPUTF8.
+    assert_eq!(got[0].to, ["<user@bücher.test>"]);
+    assert!(got[0].data.ends_with("\r\nfür dich\r\n"), "{:?}", got[0].data);
+    assert!(a.inbox("example.com", "alice").is_empty(), "no bounce");
+}
+
+#[test]
 fn a_451_is_retried_and_the_message_delivered_once() {
     let dns = Dns::start();
     let remote =

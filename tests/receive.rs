@@ -350,6 +350,56 @@ fn more_than_the_recipient_limit_gets_452() {
 }
 
 #[test]
+fn huge_aliases_are_capped_deduplicated_and_cheap_per_rcpt() {
+    // `big` names 5,000 distinct addresses, `dups` 5,000 entries for two users,
+    // `wide` exactly the cap of 1,000.
+    let list = |n: usize, f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(", ");
+    let big = list(5000, &|i| format!("\"u{i}@remote.example\""));
+    let dups = list(5000, &|i| {
+        if i % 2 == 0 { "\"alice@example.com\"".into() } else { "\"Bob@example.com\"".into() }
+    });
+    let wide = list(1000, &|i| format!("\"w{i}@remote.example\""));
+    let p = Postern::start(&format!(
+        "[domains.\"lists.example\"]\naliases = {{ big = [{big}], dups = [{dups}], wide = [{wide}] }}\n\
+         [limits]\nmax_errors = 100\n"
+    ));
+    let mut c = p.raw();
+    let started = std::time::Instant::now();
+    assert!(c.cmd("EHLO c").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+    // Each of these would cost a 5,000-entry walk; the default limit allows
+    // 100 RCPTs per transaction, and each 452 counts as an error.
+    for i in 0..50 {
+        let r = c.cmd("RCPT TO:<big@lists.example>");
+        assert_eq!(r, "452 4.5.3 alias expands to more than 1000 recipients", "RCPT {i}");
+    }
+    for i in 0..50 {
+        assert!(c.cmd("RCPT TO:<dups@lists.example>").starts_with("250 "), "RCPT {i}");
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: dups\r\n\r\n.").starts_with("250"));
+    // The transaction's cap counts expanded recipients: `wide` fills it, and
+    // one more recipient is refused while those already there are not.
+    assert!(c.cmd("MAIL FROM:<a@remote.example>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<wide@lists.example>").starts_with("250 "));
+    assert!(c.cmd("RCPT TO:<wide@lists.example>").starts_with("250 "));
+    assert_eq!(c.cmd("RCPT TO:<alice@example.com>"), "452 4.5.3 too many recipients");
+    assert!(c.cmd("RSET").starts_with("250"));
+    let took = started.elapsed();
+    eprintln!("100 RCPTs to 5,000-entry aliases and the rest took {took:?}");
+    // Linear work is milliseconds per RCPT even in a debug build; the
+    // quadratic walk took seconds.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    // Duplicates collapsed: one copy each, however often the alias was named.
+    p.wait_inbox("example.com", "alice", 1);
+    p.wait_inbox("example.com", "bob", 1);
+    p.wait_log(&["status=delivered", "to=<bob@example.com>"]);
+    assert_eq!(p.count_log(&["status=delivered"]), 2, "{}", p.log_text());
+    assert_eq!(p.inbox("example.com", "alice").len(), 1);
+    assert_eq!(p.inbox("example.com", "bob").len(), 1);
+}
+
+#[test]
 fn idle_clients_are_timed_out_with_421() {
     let p = Postern::start("[limits]\ncommand_timeout = \"1s\"\n");
     let mut c = p.raw();

@@ -1,7 +1,7 @@
 //! The DATA decoder: the first byte picks the size limit, the next two how the
 //! rest is cut into reads. Whatever the cuts, the decoder must find the same
 //! end, give the same bytes and the same verdict; what it accepts has only
-//! CRLF line ends, short lines, and decodes to itself once stuffed again.
+//! CRLF line ends, short lines, no NUL, and decodes to itself once stuffed again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
     if let (Ok(size), Some(_)) = (whole.verdict, whole.end) {
         let msg = &whole.out;
         assert_eq!(size, msg.len() as u64);
+        assert!(!msg.contains(&0), "NUL accepted");
         assert!(msg.is_empty() || msg.ends_with(b"\r\n"), "accepted message without a final CRLF");
         for line in msg.split_inclusive(|&b| b == b'\n') {
             assert!(line.ends_with(b"\r\n"), "bare LF accepted");

@@ -264,6 +264,10 @@ impl Queue {
             }
         };
         let routes = match accounts.resolve(&to) {
+            Resolution::TooMany => {
+                log::warn!(target: "mail", "id={id} status=no-report reason=\"the sender's address expands to too many recipients\"");
+                return None;
+            }
             Resolution::Deliver(routes) => routes,
             Resolution::NotLocal => vec![Route::Remote(to.clone())],
             Resolution::UnknownUser => {

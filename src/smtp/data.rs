@@ -6,6 +6,11 @@
 //! and that disagreement is what SMTP smuggling exploits. After any failure the
 //! decoder keeps reading up to the real end, so the client and the server stay
 //! in step and nothing the client sent inside the message is taken for a command.
+//!
+//! A NUL byte fails the message too (RFC 5321 4.1.1.4: text is US-ASCII or
+//! UTF-8, never NUL). Relayed, it reaches servers and mail readers that end a
+//! string at it, so one line would be read two ways; and a line that begins with
+//! a NUL hides a dot from a dot-stuffer that stops at it.
 
 /// Why a message was refused after its final dot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +21,8 @@ pub enum DataError {
     BareLineEnding,
     /// A text line over 1000 octets including its CRLF (RFC 5321 4.5.3.1.6).
     LineTooLong,
+    /// A NUL byte.
+    Nul,
 }
 
 /// The longest text line, CRLF included.
@@ -60,8 +67,8 @@ impl DataDecoder {
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Mid {
-                // Fast path: copy up to the next CR or LF in one go.
-                let run = input[i..].iter().position(|&b| b == b'\r' || b == b'\n');
+                // Fast path: copy up to the next CR, LF or NUL in one go.
+                let run = input[i..].iter().position(|&b| b == b'\r' || b == b'\n' || b == 0);
                 let n = run.unwrap_or(input.len() - i);
                 // The part of the run within the line limit goes out first, as
                 // it would byte by byte, so a size limit reached in it wins.
@@ -100,6 +107,14 @@ impl DataDecoder {
                 (_, b'\r') => self.state = State::Cr,
                 (_, b'\n') => {
                     self.fail(DataError::BareLineEnding);
+                    self.state = State::Mid;
+                }
+                (state, 0) => {
+                    if matches!(state, State::Cr | State::DotCr) {
+                        self.fail(DataError::BareLineEnding);
+                    }
+                    self.fail(DataError::Nul);
+                    self.line_len += 1;
                     self.state = State::Mid;
                 }
                 (state, other) => {
@@ -272,8 +287,38 @@ mod tests {
     }
 
     #[test]
-    fn binary_bytes_pass_through() {
-        let (got, _) = run(b"\x00\xff\xfe\r\n.\r\n", 1, 100);
-        assert_eq!(got, Ok(b"\x00\xff\xfe\r\n".to_vec()));
+    fn eight_bit_bytes_pass_through() {
+        let (got, _) = run(b"\x01\xff\xfe\x7f\r\n.\r\n", 1, 100);
+        assert_eq!(got, Ok(b"\x01\xff\xfe\x7f\r\n".to_vec()));
+    }
+
+    #[test]
+    fn nul_bytes_fail_the_message_after_its_final_dot() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"a\0b\r\n.\r\n", Some(8)),
+            (b"\0\r\n.\r\n", Some(6)),
+            // A NUL at the start of a line hides neither the dot after it nor
+            // the end of the message.
+            (b"\0.\r\n.\r\nQUIT\r\n", Some(7)),
+            (b"x\r\n\0\r\n.\r\nQUIT\r\n", Some(9)),
+            (b".\0\r\n.\r\n", Some(7)),
+            (b"\0\0\0\0", None),
+        ];
+        for &(input, want_end) in cases {
+            for step in [1, 2, 3, input.len()] {
+                let (got, end) = run(input, step, 1000);
+                assert_eq!(got, Err(DataError::Nul), "{input:?} step {step}");
+                assert_eq!(end, want_end, "{input:?} step {step}");
+            }
+        }
+        // The first problem in the message is the one reported.
+        assert_eq!(run(b"a\nb\0\r\n.\r\n", 1, 1000).0, Err(DataError::BareLineEnding));
+        assert_eq!(run(b"abcdefgh\0\r\n.\r\n", 1, 5).0, Err(DataError::TooBig));
+        let mut long = b"y".repeat(999);
+        long.extend_from_slice(b"\0\r\n.\r\n");
+        assert_eq!(run(&long, 100, 1 << 20).0, Err(DataError::LineTooLong));
+        let mut edge = b"y".repeat(998);
+        edge.extend_from_slice(b"\0\r\n.\r\n");
+        assert_eq!(run(&edge, 100, 1 << 20).0, Err(DataError::Nul));
     }
 }

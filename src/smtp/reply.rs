@@ -229,6 +229,11 @@ pub fn relay_denied(addr: &str) -> Reply {
 pub fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "too many recipients")
 }
+/// A local alias over the expansion cap: the owner's to fix, so a temporary
+/// failure, as Postfix defers such mail.
+pub fn alias_too_big(max: usize) -> Reply {
+    Reply::new(452, "4.5.3", format!("alias expands to more than {max} recipients"))
+}
 pub fn message_too_big_declared(max: u64) -> Reply {
     Reply::new(552, "5.3.4", format!("message size exceeds the limit of {max} bytes"))
 }
@@ -237,6 +242,9 @@ pub fn message_too_big() -> Reply {
 }
 pub fn bare_line_ending() -> Reply {
     Reply::new(550, "5.6.11", "bare CR or LF in message: lines must end with CR LF (see SMTP smuggling)")
+}
+pub fn nul_in_message() -> Reply {
+    Reply::new(554, "5.6.0", "NUL byte in message: not allowed in SMTP text")
 }
 pub fn mail_loop() -> Reply {
     Reply::new(554, "5.4.6", "too many Received headers: mail loop")

@@ -1,6 +1,7 @@
 //! The SMTP session state machine: command lines in, replies and actions out.
 //! Pure: the driver in `server` owns the socket, the clock and the queue.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use super::command::{self, Command, CommandError, MailParams};
 use super::data::DataError;
 use super::reply::{self, Reply};
 use crate::Settings;
-use crate::accounts::Resolution;
+use crate::accounts::{MAX_EXPANDED_RECIPIENTS, Resolution};
 use crate::auth::{self, SaslError};
 use crate::envelope::{Address, Domain, Envelope, Path, Route};
 use crate::tls::TlsInfo;
@@ -88,6 +89,8 @@ struct Transaction {
     sender: Option<Address>,
     params: MailParams,
     recipients: Vec<Route>,
+    /// The same routes, to find repeats at once.
+    seen: HashSet<Route>,
     accepted: usize,
 }
 
@@ -416,7 +419,13 @@ impl Session {
         if !params.smtputf8 && sender.as_ref().is_some_and(|a| !a.to_string().is_ascii()) {
             return reply::smtputf8_required();
         }
-        self.state = State::Mail(Transaction { sender, params, recipients: Vec::new(), accepted: 0 });
+        self.state = State::Mail(Transaction {
+            sender,
+            params,
+            recipients: Vec::new(),
+            seen: HashSet::new(),
+            accepted: 0,
+        });
         reply::sender_ok()
     }
 
@@ -459,9 +468,16 @@ impl Session {
             Resolution::UnknownUser => return reply::no_such_user(&addr.to_string()),
             Resolution::NotLocal if trusted => vec![Route::Remote(addr)],
             Resolution::NotLocal => return reply::relay_denied(&addr.to_string()),
+            Resolution::TooMany => return reply::alias_too_big(MAX_EXPANDED_RECIPIENTS),
         };
+        // The transaction's cap counts delivery recipients, aliases expanded:
+        // one RCPT takes all of its routes or none.
+        let new = routes.iter().filter(|r| !t.seen.contains(r)).count();
+        if t.recipients.len() + new > MAX_EXPANDED_RECIPIENTS {
+            return reply::too_many_recipients();
+        }
         for r in routes {
-            if !t.recipients.contains(&r) {
+            if t.seen.insert(r.clone()) {
                 t.recipients.push(r);
             }
         }
@@ -497,6 +513,7 @@ impl Session {
             DataError::TooBig => reply::message_too_big(),
             DataError::BareLineEnding => reply::bare_line_ending(),
             DataError::LineTooLong => reply::data_line_too_long(),
+            DataError::Nul => reply::nul_in_message(),
         }
     }
 

@@ -117,7 +117,7 @@ fn serve(
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            out.write_all(b"250-fake.mx.test\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250 8BITMIME\r\n")?;
+            out.write_all(b"250-fake.mx.test\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n")?;
         } else if upper.starts_with("MAIL FROM:") {
             behaviour = script(transactions.fetch_add(1, Ordering::SeqCst));
             from = cmd[10..].split_whitespace().next().unwrap_or("").to_string();
