@@ -5,13 +5,16 @@
 # dropped and the server killed; then it is started again on what is left.
 # Fails when an acknowledged message is lost, a partial or empty file shows in
 # new/ or cur/, the store does not open, or a message is delivered twice to a
-# mailbox. See the README, "Power cuts".
+# mailbox. Then tests/powercut/order.py checks under strace, on the file system
+# holding the temp dir, what LazyFS cannot see: each file is synced before its
+# rename into new/, new/ is fsync'd before the delivery is recorded, and each
+# 250 follows an fsync'd LMDB commit. See the README, "Power cuts".
 #
 #   sudo bash tests/powercut/run.sh
 #
 # Needs root and /dev/fuse (FUSE mounts). LazyFS is built on first use from
 # ../shared/tools/lazyfs beside the checkout (apt-get installs its Debian
-# build dependencies).
+# build dependencies, and strace when it is missing).
 #
 # Env (all optional):
 #   POWERCUT_SEED=N             repeat the cut moments of an earlier run (printed)
@@ -42,6 +45,10 @@ die() { echo "powercut: $*" >&2; exit 2; }
 [ -f "$tools/build.sh" ] || die "LazyFS scripts not found in $tools (set LAZYFS_TOOLS)"
 command -v python3 >/dev/null || die "needs python3"
 
+if ! command -v strace >/dev/null; then
+    say "apt-get install strace"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace >/dev/null
+fi
 if [ ! -x "$LAZYFS_DIR/bin/lazyfs" ]; then
     say "building LazyFS into $LAZYFS_DIR"
     bash "$tools/build.sh" "$LAZYFS_DIR"
@@ -95,12 +102,16 @@ seed="${POWERCUT_SEED:-$(( $(date +%s%N) % 1000000007 ))}"
 args=(--postern "$bin" --mount "$mnt" --work "$tmp/work" --fault-sh "$tools/fault.sh"
       --cuts "${POWERCUT_CUTS:-50}" --seed "$seed")
 [ "${POWERCUT_ALLOW_DUPLICATES:-0}" = 1 ] && args+=(--allow-duplicates)
+mkdir "$tmp/order"
+order=(--postern "$bin" --dir "$tmp/order")
 if [ "${POWERCUT_SELF_CHECK:-0}" = 1 ]; then
     cc -shared -fPIC -O2 -o "$tmp/nofsync.so" "$root/tests/powercut/nofsync.c" -ldl
     args+=(--server-preload "$tmp/nofsync.so" --expect-loss --allow-duplicates)
+    order+=(--server-preload "$tmp/nofsync.so" --expect-problems)
 fi
 
 rc=0
-python3 "$root/tests/powercut/driver.py" "${args[@]}" || rc=$?
+python3 "$root/tests/powercut/driver.py" "${args[@]}" || rc=1
+python3 "$root/tests/powercut/order.py" "${order[@]}" || rc=1
 say "whole run, builds included: $(( $(date +%s) - started )) s"
 exit "$rc"
