@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from driver import CONFIG, DEADLINE, MAILBOXES, message, poll  # noqa: E402
 
-CALLS = "open,openat,rename,renameat,renameat2,fsync,fdatasync,syncfs,write,pwrite64,writev,sendto,read,recvfrom"
+CALLS = "open,openat,rename,renameat,renameat2,link,linkat,fsync,fdatasync,syncfs,write,pwrite64,writev,sendto,read,recvfrom"
 
 COMPLETE = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(?:<[^>]*>)?(.*)$")
 STARTED = re.compile(r"^(\d+)\s+(\w+)\((.*) <unfinished \.\.\.>$")
@@ -139,12 +139,16 @@ def check(calls, mail_root):
             elif c.path.startswith(mail_root) and os.path.basename(os.path.dirname(c.path)) == "tmp":
                 syncs.append(c)
                 counts["file fsync"] += 1
-        elif c.name in ("rename", "renameat", "renameat2") and ok(c):
+        elif c.name in ("rename", "renameat", "renameat2", "link", "linkat") and ok(c):
+            # A hard link is how a file enters new/ where renameat2 with
+            # RENAME_NOREPLACE is not offered.
             names = QUOTED.findall(c.args)
             if len(names) >= 2 and names[1].startswith(mail_root):
                 renames[names[1]] = (names[0], c)
 
     for path, logged in delivered:
+        if path.endswith(" (written by an earlier attempt)"):
+            continue  # a copy found from before a restart: this run did not write it
         r = renames.get(path)
         if not r:
             problems.append(f"{path}: delivered, but no rename into new/ in the trace")
