@@ -388,8 +388,11 @@ fn huge_aliases_are_capped_deduplicated_and_cheap_per_rcpt() {
     let took = started.elapsed();
     eprintln!("100 RCPTs to 5,000-entry aliases and the rest took {took:?}");
     // Linear work is milliseconds per RCPT even in a debug build; the
-    // quadratic walk took seconds.
-    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    // quadratic walk took seconds. An emulator (POSTERN_TEST_RUNNER) runs the
+    // server several times slower, and gets four times the time.
+    let emulated = std::env::var_os("POSTERN_TEST_RUNNER").is_some();
+    let limit = std::time::Duration::from_secs(if emulated { 40 } else { 10 });
+    assert!(took < limit, "{took:?}");
     // Duplicates collapsed: one copy each, however often the alias was named.
     p.wait_inbox("example.com", "alice", 1);
     p.wait_inbox("example.com", "bob", 1);
