@@ -368,6 +368,145 @@ smtp_dns_support_level = disabled
         return n
 
 
+# ------------------------------------------------------------ SD-card model
+CARDS = [
+    # key, label, write requests per second, write bytes per second
+    ('budget', 'budget card, 100 write IOPS, 10 MB/s', 100, 10_000_000),
+    ('a1', 'A1 card, 500 write IOPS, 10 MB/s', 500, 10_000_000),
+]
+
+
+def write(path, text):
+    with open(path, 'w') as f:
+        f.write(text)
+
+
+def card_dev():
+    """The loop device run.sh put under the file system's own loop device (the
+    "card"), or None when the file system sits directly on an image file."""
+    try:
+        back = read('/sys/block/%s/loop/backing_file' % loopdev()).strip()
+    except OSError:
+        return None
+    name = os.path.basename(back)
+    return name if back.startswith('/dev/loop') and os.path.exists('/sys/block/' + name) else None
+
+
+def v2_cgroup(pid):
+    for line in read('/proc/%d/cgroup' % pid).splitlines():
+        if line.startswith('0::'):
+            return line[3:]
+    return None
+
+
+class CardCap:
+    """A write cap on the card device, which only the file system's loop device
+    writes to: every request that device sends down (data, journal, writeback,
+    flushes) is one bio on the card, so the cap counts the file system's requests
+    after the block layer merged them, as a card's controller sees them.
+
+    With the io controller on the cgroup v2 hierarchy: io.max in a cgroup of its
+    own, joined by this process (so every server it starts afterwards) and the
+    file system's journal thread; writeback is charged to it only when the memory
+    controller is on v2 as well. Otherwise cgroup v1 blkio throttling in the root
+    group, which holds every writer on this machine, kernel threads included."""
+    NAME = 'postern-bench-card'
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.majmin = read('/sys/block/%s/dev' % dev).strip()
+        self.v2 = None
+        for root in ('/sys/fs/cgroup', '/sys/fs/cgroup/unified'):
+            try:
+                if 'io' in read(os.path.join(root, 'cgroup.controllers')).split():
+                    self.v2 = root
+                    break
+            except OSError:
+                pass
+        self.v1 = '/sys/fs/cgroup/blkio'
+        if self.v2:
+            self.mode = 'cgroup v2 io.max'
+            self.cg = os.path.join(self.v2, self.NAME)
+        elif os.path.exists(os.path.join(self.v1, 'blkio.throttle.write_iops_device')):
+            self.mode = 'cgroup v1 blkio.throttle, root group'
+        else:
+            raise RuntimeError('no cgroup io controller (v2 io.max or v1 blkio throttling) to cap the card with')
+        self.home = {}
+        self.notes = []
+
+    def journal_threads(self):
+        want = 'jbd2/%s-' % loopdev()
+        pids = []
+        for d in os.listdir('/proc'):
+            try:
+                if d.isdigit() and read('/proc/%s/comm' % d).startswith(want):
+                    pids.append(int(d))
+            except OSError:
+                pass
+        return pids
+
+    def enter(self):
+        if not self.v2:
+            return
+        os.makedirs(self.cg, exist_ok=True)
+        ctl = os.path.join(self.v2, 'cgroup.subtree_control')
+        if 'io' not in read(ctl).split():
+            write(ctl, '+io')
+        for pid in [os.getpid()] + self.journal_threads():
+            home = v2_cgroup(pid)
+            try:
+                write(os.path.join(self.cg, 'cgroup.procs'), str(pid))
+                self.home[pid] = home
+            except OSError as e:
+                if pid == os.getpid():
+                    raise
+                self.notes.append('journal thread %d stayed outside the cgroup: %s' % (pid, e))
+
+    def writes(self):
+        """Write bios the cap has counted on the card so far (empty flushes
+        included): what the cap holds to its rate. The card's own /sys/block
+        counters show fewer when it merges them again."""
+        if self.v2:
+            for line in read(os.path.join(self.cg, 'io.stat')).splitlines():
+                f = line.split()
+                if f and f[0] == self.majmin:
+                    return int(dict(x.split('=', 1) for x in f[1:]).get('wios', 0))
+            return 0
+        for line in read(os.path.join(self.v1, 'blkio.throttle.io_serviced')).splitlines():
+            f = line.split()
+            if len(f) == 3 and f[0] == self.majmin and f[1] == 'Write':
+                return int(f[2])
+        return 0
+
+    def set(self, iops, bps):
+        if self.v2:
+            write(os.path.join(self.cg, 'io.max'), '%s wiops=%d wbps=%d' % (self.majmin, iops, bps))
+        else:
+            write(os.path.join(self.v1, 'blkio.throttle.write_iops_device'), '%s %d' % (self.majmin, iops))
+            write(os.path.join(self.v1, 'blkio.throttle.write_bps_device'), '%s %d' % (self.majmin, bps))
+
+    def clear(self):
+        if self.v2:
+            write(os.path.join(self.cg, 'io.max'), '%s wiops=max wbps=max' % self.majmin)
+        else:
+            write(os.path.join(self.v1, 'blkio.throttle.write_iops_device'), '%s 0' % self.majmin)
+            write(os.path.join(self.v1, 'blkio.throttle.write_bps_device'), '%s 0' % self.majmin)
+
+    def leave(self):
+        if not self.v2:
+            return
+        for pid, home in self.home.items():
+            try:
+                write(os.path.join(self.v2, home.lstrip('/'), 'cgroup.procs'), str(pid))
+            except OSError as e:
+                log('could not move %d back to %s: %s' % (pid, home, e))
+        self.home = {}
+        try:
+            os.rmdir(self.cg)
+        except OSError as e:
+            log('could not remove %s: %s' % (self.cg, e))
+
+
 # ------------------------------------------------------------ load tools
 def smtp_source(port, sessions, n, size, rcpt=RCPT, reuse=False):
     cmd = ['smtp-source', '-s', str(sessions), '-m', str(n), '-l', str(size), '-f', SENDER, '-t', rcpt]
@@ -495,11 +634,12 @@ def measure_startup(srv, reps):
                 first_banner_all=ready, idle_all=idle)
 
 
-def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False):
-    """smtp-source run: acceptance and end-to-end rate, CPU, disk, peak PSS."""
+def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False, warm=200, card=None):
+    """smtp-source run: acceptance and end-to-end rate, CPU, disk, peak PSS;
+    with `card` (a CardCap), also the write requests that reached the card."""
     # warm-up, not recorded
-    smtp_source(srv.port, sessions, min(200, n), size, rcpt)
-    wait_delivered(srv, sink, min(200, n))
+    smtp_source(srv.port, sessions, min(warm, n), size, rcpt)
+    wait_delivered(srv, sink, min(warm, n))
     srv.wait_drained()
     if sink is None:
         srv.clear_maildir()
@@ -507,6 +647,7 @@ def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False):
         sink.count_base = sink.count
     syncfs()
     d0, c0 = disk(), cpu_s(tree(srv.root()))
+    k0 = card.writes() if card else None
     counter = None if sink else NewFiles(srv.new_dir())
     peak = PeakPss(srv.root)
     peak.start()
@@ -519,6 +660,7 @@ def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False):
         ok = counter.wait_for(n, time.monotonic() + 600)
         counter.close()
     t_e2e = time.monotonic() - t0
+    k_e2e = card.writes() if card else None
     if not ok:
         raise TimeoutError('%s: not all %d messages arrived' % (srv.name, n))
     srv.wait_drained()
@@ -526,9 +668,14 @@ def measure_load(srv, sessions, n, size, rcpt=RCPT, sink=None, reuse=False):
     c1 = cpu_s(tree(srv.root()))
     syncfs()
     d1 = disk()
-    return dict(sessions=sessions, n=n, size=size, accept_rate=n / t_accept, e2e_rate=n / t_e2e,
-                cpu_ms=(c1 - c0) * 1000 / n, disk_kib=(d1['bytes'] - d0['bytes']) / 1024 / n,
-                flushes=(d1['flushes'] - d0['flushes']) / n, peak_pss_mib=pk / 1024)
+    r = dict(sessions=sessions, n=n, size=size, accept_rate=n / t_accept, e2e_rate=n / t_e2e,
+             cpu_ms=(c1 - c0) * 1000 / n, disk_kib=(d1['bytes'] - d0['bytes']) / 1024 / n,
+             flushes=(d1['flushes'] - d0['flushes']) / n, peak_pss_mib=pk / 1024)
+    if card:
+        # per message: everything the run wrote, trailing writeback included;
+        # per second: what reached the card while the messages were on their way
+        r.update(card_ios=(card.writes() - k0) / n, card_iops=(k_e2e - k0) / t_e2e)
+    return r
 
 
 def wait_delivered(srv, sink, n):
@@ -687,7 +834,45 @@ SCENARIOS = [
 ]
 
 
-PARTS = ['startup'] + [k for k, _, _ in SCENARIOS] + ['relay', 'latency', 'strace', 'big', 'conns', 'deferred']
+PARTS = ['startup'] + [k for k, _, _ in SCENARIOS] + ['relay', 'latency', 'strace', 'big', 'conns', 'sdcard',
+                                                       'deferred']
+
+
+def measure_card(srv, a):
+    """e2e into Maildir, 1 KiB, at 20 sessions and serially, under each card's cap.
+    The server is restarted so that, where the cap is a cgroup's, it starts inside."""
+    cap = CardCap(card_dev() or die('no card device under %s: unmount it and rerun bench/run.sh' % FS))
+    out = {'mode': cap.mode, 'device': cap.dev}
+    t0 = time.monotonic()
+    srv.stop()
+    cap.enter()
+    try:
+        srv.start()
+        poll(lambda: smtp_banner(srv.port), 60, srv.name + ' banner')
+        for key, label, iops, bps in CARDS:
+            cap.set(iops, bps)
+            try:
+                for skey, sessions, n in (('s20', 20, a.n_card), ('s1', 1, a.n_card_serial)):
+                    runs = []
+                    for i in range(a.reps):
+                        log(srv.name, label, '%d session%s' % (sessions, '' if sessions == 1 else 's'),
+                            'run', i + 1)
+                        runs.append(measure_load(srv, sessions, n, 1024, warm=a.card_warm, card=cap))
+                    out[key + '_' + skey] = runs
+            finally:
+                cap.clear()
+    finally:
+        srv.stop()
+        cap.leave()
+    out['notes'] = cap.notes
+    out['seconds'] = time.monotonic() - t0
+    srv.start()
+    poll(lambda: smtp_banner(srv.port), 30, srv.name + ' banner')
+    return out
+
+
+def die(msg):
+    raise SystemExit(msg)
 
 
 def run_server(srv, a, sink):
@@ -732,6 +917,8 @@ def run_server(srv, a, sink):
         time.sleep(2)
         log(srv.name, '%d idle connections' % a.conns)
         r['conns'] = measure_idle_conns(srv, a.conns)
+    if 'sdcard' in want:
+        r['sdcard'] = measure_card(srv, a)
     if srv.name == 'postern' and a.deferred and 'deferred' in want:
         r['deferred'] = measure_deferred(srv, a.deferred, 20, a.n)
     srv.stop()
@@ -801,6 +988,45 @@ def table(res):
     return '\n'.join(out)
 
 
+def card_table(res):
+    """The SD-card rows: e2e per card and session count, with what reached the card."""
+    pt, pf = (res.get(k, {}).get('sdcard') for k in ('postern', 'postfix'))
+    if not pt and not pf:
+        return ''
+    some = pt or pf
+    out = ['SD-card model: %s on %s, capping the write bios the file system\'s device sends to the card '
+           '(one per request it issues; an empty flush counts as one).' % (some['mode'], some['device']), '',
+           '| card | e2e into Maildir, 1 KiB | Postern | Postfix | Postern/Postfix | '
+           'card writes per message, Postern / Postfix | card writes/s reached, Postern / Postfix |',
+           '|---|---|---|---|---|---|---|']
+
+    def med(r, key, field):
+        try:
+            return statistics.median(x[field] for x in r[key])
+        except (KeyError, TypeError, statistics.StatisticsError):
+            return None
+
+    def f(v, fmt):
+        return 'n/a' if v is None else fmt % v
+
+    for key, label, _iops, _bps in CARDS:
+        for skey, what in (('s20', '20 sessions'), ('s1', '1 session')):
+            k = key + '_' + skey
+            a, b = med(pt, k, 'e2e_rate'), med(pf, k, 'e2e_rate')
+            out.append('| %s | %s | %s | %s | %s | %s / %s | %s / %s |' % (
+                label, what, f(a, '%.1f msg/s'), f(b, '%.1f msg/s'), f(a / b if a and b else None, '%.2f'),
+                f(med(pt, k, 'card_ios'), '%.2f'), f(med(pf, k, 'card_ios'), '%.2f'),
+                f(med(pt, k, 'card_iops'), '%.0f'), f(med(pf, k, 'card_iops'), '%.0f')))
+    secs = [(n, r['seconds']) for n, r in (('Postern', pt), ('Postfix', pf)) if r]
+    out.append('')
+    out.append('The SD-card part took %.1f minutes (%s).' % (
+        sum(t for _, t in secs) / 60, ', '.join('%s %.1f' % (n, t / 60) for n, t in secs)))
+    for n, r in (('Postern', pt), ('Postfix', pf)):
+        for note in (r or {}).get('notes', []):
+            out.append('%s: %s.' % (n, note))
+    return '\n'.join(out)
+
+
 def sink_ceiling(sink, n):
     base = sink.count
     t0 = time.monotonic()
@@ -820,6 +1046,9 @@ def main():
     ap.add_argument('--startup-reps', type=int, default=5)
     ap.add_argument('--conns', type=int, default=200)
     ap.add_argument('--deferred', type=int, default=50000)
+    ap.add_argument('--n-card', type=int, default=600, help='messages per 20-session run under an SD-card cap')
+    ap.add_argument('--n-card-serial', type=int, default=150, help='messages per serial run under an SD-card cap')
+    ap.add_argument('--card-warm', type=int, default=40, help='warm-up messages before each run under a cap')
     ap.add_argument('--only', default='', help='comma-separated parts of: ' + ','.join(PARTS))
     a = ap.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
@@ -842,12 +1071,19 @@ def main():
     stamp = time.strftime('%Y%m%d-%H%M%S')
     with open(os.path.join(RESULTS, stamp + '.json'), 'w') as f:
         json.dump(res, f, indent=1)
-    md = '%s, %s, %d CPUs; %s; %s\n\n%s\n' % (
+    head = '%s, %s, %d CPUs; %s; %s\n\n' % (
         res['date'], res['machine'], res['cpus'], res.get('postern', {}).get('version', 'no postern'),
-        res.get('postfix', {}).get('version', 'no postfix'), table(res))
-    for name in (stamp + '.md', 'latest.md'):
-        with open(os.path.join(RESULTS, name), 'w') as f:
-            f.write(md)
+        res.get('postfix', {}).get('version', 'no postfix'))
+    want = set(a.only.split(',')) if a.only else set(PARTS)
+    main_md = table(res) + '\n' if want - {'sdcard'} else ''
+    card_md = card_table(res) + '\n' if 'sdcard' in want else ''
+    md = head + '\n'.join(x for x in (main_md, card_md) if x)
+    # latest.md keeps the last full run; a run limited with --only writes its own file only
+    names = [stamp + '.md'] + ([] if a.only else ['latest.md'])
+    for name in names:
+        write(os.path.join(RESULTS, name), md)
+    if card_md:
+        write(os.path.join(RESULTS, 'sdcard.md'), head + card_md)
     print(md)
 
 
