@@ -1,10 +1,10 @@
 //! SMTP AUTH (RFC 4954) pieces: base64, the PLAIN and LOGIN exchanges, argon2id
-//! password hashes, and the per-address limit on failed logins. Pure except
-//! for the clock passed in.
+//! password hashes, the per-address and per-account limits on failed logins,
+//! and the places for password checks. Pure except for the clock passed in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, PasswordHash};
@@ -224,6 +224,192 @@ impl FailureLimiter {
     }
 }
 
+/// How many addresses an account remembers it logged in from.
+const KNOWN_PER_ACCOUNT: usize = 32;
+
+/// Failed logins per account, from addresses that never logged in to it.
+/// Past the budget such an address is refused before any password check, so
+/// many addresses guessing one account get only the budget between them; an
+/// address the account logged in from before (within `remember`) is never
+/// held to it. Checks still running count against the budget, as in
+/// [`FailureLimiter`], so parallel guesses cannot overshoot it. Only real
+/// accounts are counted, so the tables stay as small as the user list.
+#[derive(Debug)]
+pub struct AccountGuard {
+    limit: usize,
+    window: Duration,
+    remember: Duration,
+    accounts: HashMap<String, Account>,
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    failures: VecDeque<Instant>,
+    /// Checks from unknown addresses begun and not yet ended.
+    pending: usize,
+    /// Client keys (see [`client_key`]) that logged in, with when they last did.
+    known: Vec<(IpAddr, Instant)>,
+}
+
+/// A password check let through by [`AccountGuard::begin`]; hand it back to
+/// [`AccountGuard::end`].
+#[derive(Debug)]
+#[must_use]
+pub struct AccountCheck {
+    /// Held against the budget (the address was not known).
+    counted: bool,
+}
+
+impl AccountGuard {
+    /// At most `limit` failures per `window` for one account from unknown
+    /// addresses; a login from an address is remembered for `remember`.
+    pub fn new(limit: usize, window: Duration, remember: Duration) -> AccountGuard {
+        AccountGuard { limit, window, remember, accounts: HashMap::new() }
+    }
+
+    /// True when `account` logged in from `ip` (or its /64) before.
+    pub fn known(&self, account: &str, ip: IpAddr, now: Instant) -> bool {
+        let key = client_key(ip);
+        self.accounts
+            .get(account)
+            .is_some_and(|a| a.known.iter().any(|&(k, t)| k == key && now.duration_since(t) < self.remember))
+    }
+
+    /// True when a password for `account` from `ip` may be checked now.
+    pub fn allows(&mut self, account: &str, ip: IpAddr, now: Instant) -> bool {
+        if self.known(account, ip, now) {
+            return true;
+        }
+        let window = self.window;
+        self.accounts.get_mut(account).is_none_or(|a| {
+            while a.failures.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                a.failures.pop_front();
+            }
+            a.failures.len() + a.pending < self.limit
+        })
+    }
+
+    /// Starts a password check for `account` from `ip`, or `None` when the
+    /// budget is spent for this address.
+    pub fn begin(&mut self, account: &str, ip: IpAddr, now: Instant) -> Option<AccountCheck> {
+        if self.known(account, ip, now) {
+            return Some(AccountCheck { counted: false });
+        }
+        if !self.allows(account, ip, now) {
+            return None;
+        }
+        self.accounts.entry(account.to_string()).or_default().pending += 1;
+        Some(AccountCheck { counted: true })
+    }
+
+    /// Ends a check begun with [`AccountGuard::begin`]: a right password
+    /// makes `ip` one of the account's own addresses, a wrong one counts
+    /// against the budget.
+    pub fn end(&mut self, account: &str, ip: IpAddr, check: AccountCheck, right: bool, now: Instant) {
+        let a = self.accounts.entry(account.to_string()).or_default();
+        if check.counted {
+            a.pending = a.pending.saturating_sub(1);
+        }
+        if right {
+            let key = client_key(ip);
+            a.known.retain(|&(k, _)| k != key);
+            if a.known.len() >= KNOWN_PER_ACCOUNT {
+                // The least recently used goes.
+                let oldest = a.known.iter().enumerate().min_by_key(|(_, (_, t))| *t).map(|(i, _)| i);
+                if let Some(oldest) = oldest {
+                    a.known.swap_remove(oldest);
+                }
+            }
+            a.known.push((key, now));
+        } else {
+            a.failures.push_back(now);
+            // Older ones than the budget can never matter again.
+            while a.failures.len() > self.limit {
+                a.failures.pop_front();
+            }
+        }
+    }
+}
+
+/// The places for password checks (argon2id takes its memory and a core for
+/// each). Waiting logins get a free place in turn, those from addresses that
+/// logged in before ahead of all others, so guessers from many addresses
+/// cannot keep the owner out.
+#[derive(Debug)]
+pub struct CheckSlots {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    free: usize,
+    known: VecDeque<smol::channel::Sender<SlotPermit>>,
+    others: VecDeque<smol::channel::Sender<SlotPermit>>,
+}
+
+/// A place for one password check; given back when dropped.
+#[derive(Debug)]
+pub struct SlotPermit {
+    slots: Option<Arc<CheckSlots>>,
+}
+
+impl CheckSlots {
+    /// `n` places.
+    pub fn new(n: usize) -> Arc<CheckSlots> {
+        Arc::new(CheckSlots {
+            state: Mutex::new(SlotState { free: n, known: VecDeque::new(), others: VecDeque::new() }),
+        })
+    }
+
+    /// Waits for a place; `known` logins go ahead of the others. Dropping the
+    /// future gives up the turn.
+    pub async fn acquire(self: &Arc<Self>, known: bool) -> Option<SlotPermit> {
+        let rx = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.free > 0 {
+                s.free -= 1;
+                return Some(SlotPermit { slots: Some(Arc::clone(self)) });
+            }
+            let (tx, rx) = smol::channel::bounded(1);
+            let queue = if known { &mut s.known } else { &mut s.others };
+            // Waiters that gave up leave a closed channel behind.
+            queue.retain(|tx| !tx.is_closed());
+            queue.push_back(tx);
+            rx
+        };
+        rx.recv().await.ok()
+    }
+
+    /// Hands a place to the next live waiter, or frees it.
+    fn release(self: &Arc<Self>) {
+        loop {
+            let next = {
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                match s.known.pop_front().or_else(|| s.others.pop_front()) {
+                    Some(tx) => tx,
+                    None => {
+                        s.free += 1;
+                        return;
+                    }
+                }
+            };
+            match next.try_send(SlotPermit { slots: Some(Arc::clone(self)) }) {
+                Ok(()) => return,
+                // That waiter gave up: the place goes on to the next.
+                Err(e) => e.into_inner().slots = None,
+            }
+        }
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        if let Some(slots) = self.slots.take() {
+            slots.release();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +493,100 @@ mod tests {
         assert!(!l.begin(ip, t0), "a fourth parallel guess is refused");
         assert!(!l.end(ip, t0, false), "a success does not count");
         assert!(l.begin(ip, t0));
+    }
+
+    #[test]
+    fn an_account_budget_stops_strangers_but_not_its_own_addresses() {
+        let hour = Duration::from_secs(3600);
+        let mut g = AccountGuard::new(3, hour, 30 * 24 * hour);
+        let t0 = Instant::now();
+        let owner: IpAddr = "192.0.2.1".parse().unwrap();
+        let phone: IpAddr = "2001:db8:5:6::1".parse().unwrap();
+        let login = |g: &mut AccountGuard, account: &str, ip: IpAddr, right: bool, t: Instant| {
+            let check = g.begin(account, ip, t).expect("a check");
+            g.end(account, ip, check, right, t);
+        };
+        login(&mut g, "alice@example.com", owner, true, t0);
+        login(&mut g, "alice@example.com", phone, true, t0);
+        // Three strangers guess, two of them at once: the checks still
+        // running count, so a fourth is refused before the two end. Then the
+        // budget is spent for every stranger, and for no other account.
+        let first: IpAddr = "203.0.113.1".parse().unwrap();
+        let second: IpAddr = "203.0.113.2".parse().unwrap();
+        let a = g.begin("alice@example.com", first, t0).expect("guess 1");
+        let b = g.begin("alice@example.com", second, t0).expect("guess 2");
+        login(&mut g, "alice@example.com", "203.0.113.3".parse().unwrap(), false, t0);
+        assert!(g.begin("alice@example.com", "203.0.113.4".parse().unwrap(), t0).is_none());
+        // The owner is never held to it, even while checks are running.
+        login(&mut g, "alice@example.com", owner, false, t0);
+        assert!(g.allows("alice@example.com", owner, t0));
+        g.end("alice@example.com", first, a, false, t0);
+        g.end("alice@example.com", second, b, false, t0);
+        let cases: &[(&str, &str, u64, bool)] = &[
+            ("alice@example.com", "203.0.113.9", 1, false),
+            ("alice@example.com", "203.0.113.1", 1, false),
+            ("alice@example.com", "192.0.2.1", 1, true),
+            // The same /64 as the phone.
+            ("alice@example.com", "2001:db8:5:6::99", 1, true),
+            ("alice@example.com", "2001:db8:5:7::1", 1, false),
+            ("bob@example.com", "203.0.113.9", 1, true),
+            // An hour later the failures have aged out.
+            ("alice@example.com", "203.0.113.9", 3600, true),
+        ];
+        for &(account, ip, after, want) in cases {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                g.allows(account, ip, t0 + Duration::from_secs(after)),
+                want,
+                "{account} {ip} +{after}s"
+            );
+        }
+        // A known address is forgotten after a month without a login.
+        assert!(g.known("alice@example.com", owner, t0 + 29 * 24 * hour));
+        assert!(!g.known("alice@example.com", owner, t0 + 31 * 24 * hour));
+        // An account remembers only its most recent addresses.
+        for n in 0..40u64 {
+            let ip: IpAddr = format!("198.51.100.{n}").parse().unwrap();
+            login(&mut g, "bob@example.com", ip, true, t0 + Duration::from_secs(n));
+        }
+        let t = t0 + Duration::from_secs(60);
+        assert!(!g.known("bob@example.com", "198.51.100.0".parse().unwrap(), t));
+        assert!(g.known("bob@example.com", "198.51.100.39".parse().unwrap(), t));
+    }
+
+    #[test]
+    fn known_addresses_get_the_next_free_check_place_first() {
+        use smol::future::poll_once;
+        smol::block_on(async {
+            let slots = CheckSlots::new(2);
+            let a = slots.acquire(false).await.unwrap();
+            let b = slots.acquire(false).await.unwrap();
+            let mut stranger = Box::pin(slots.acquire(false));
+            let mut gave_up = Box::pin(slots.acquire(true));
+            let mut owner = Box::pin(slots.acquire(true));
+            // Both places are taken: everyone waits.
+            assert!(poll_once(&mut stranger).await.is_none());
+            assert!(poll_once(&mut gave_up).await.is_none());
+            assert!(poll_once(&mut owner).await.is_none());
+            // A known login that stopped waiting loses its turn; the next
+            // known one goes ahead of the stranger who came first.
+            drop(gave_up);
+            drop(a);
+            let owner_permit = poll_once(&mut owner).await.expect("the owner's turn").unwrap();
+            assert!(poll_once(&mut stranger).await.is_none());
+            drop(b);
+            let stranger_permit = poll_once(&mut stranger).await.expect("then the stranger's").unwrap();
+            // A place handed to a waiter that then gives up is not lost.
+            let mut late = Box::pin(slots.acquire(false));
+            assert!(poll_once(&mut late).await.is_none());
+            drop(owner_permit);
+            drop(late);
+            drop(stranger_permit);
+            let x = slots.acquire(false).await;
+            let y = slots.acquire(false).await;
+            assert!(x.is_some() && y.is_some());
+            assert!(poll_once(&mut Box::pin(slots.acquire(true))).await.is_none(), "only two places");
+        });
     }
 
     #[test]

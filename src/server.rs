@@ -16,11 +16,10 @@ use futures_rustls::server::TlsStream;
 use rustls::ServerConfig;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use smol::lock::Semaphore;
 use smol::{Executor, Timer};
 
 use crate::Settings;
-use crate::auth::{FailureLimiter, client_key, verify_password};
+use crate::auth::{AccountGuard, CheckSlots, FailureLimiter, client_key, verify_password};
 use crate::logtext::{quoted, word};
 use crate::message::{HeaderScan, Trace, received, rfc5322_date};
 use crate::queue::store::{Message, QueueId, Recipient, Status, StoreError, Write, unix_now};
@@ -61,6 +60,13 @@ const AUTH_FAILURES_PER_MINUTE: usize = 10;
 
 /// Password checks running at once: argon2id takes 19 MiB and a core each.
 const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
+
+/// Failed logins to one account allowed per hour from addresses that never
+/// logged in to it; then such addresses are refused before any check.
+const ACCOUNT_FAILURES_PER_HOUR: usize = 100;
+
+/// How long an address that logged in is remembered as the account's own.
+const KNOWN_ADDRESS_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long a login waits for a free password check before `454`.
 const VERIFY_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,7 +134,8 @@ pub struct Server {
     conns: Arc<Connections>,
     tls: RwLock<Arc<ServerConfig>>,
     auth_failures: Mutex<FailureLimiter>,
-    verifying: Semaphore,
+    account_failures: Mutex<AccountGuard>,
+    verifying: Arc<CheckSlots>,
 }
 
 impl std::fmt::Debug for Server {
@@ -149,7 +156,12 @@ impl Server {
             conns: Arc::default(),
             tls: RwLock::new(tls),
             auth_failures: Mutex::new(FailureLimiter::new(AUTH_FAILURES_PER_MINUTE, Duration::from_secs(60))),
-            verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+            account_failures: Mutex::new(AccountGuard::new(
+                ACCOUNT_FAILURES_PER_HOUR,
+                Duration::from_secs(3600),
+                KNOWN_ADDRESS_FOR,
+            )),
+            verifying: CheckSlots::new(MAX_CONCURRENT_VERIFICATIONS),
         })
     }
 
@@ -313,14 +325,42 @@ impl Server {
         let start = Instant::now();
         let settings = self.settings();
         let found = settings.accounts.login(login).map(|(l, h)| (l, h.to_string()));
-        let slot = async { Some(self.verifying.acquire().await) }.or(async {
+        // Only real accounts have a failure budget and known addresses.
+        let account = found.as_ref().map(|(l, _)| format!("{}@{}", l.user, l.domain));
+        let guard = || self.account_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let known = account.as_deref().is_some_and(|a| guard().known(a, ip, start));
+        // A spent budget refuses at once; it is asked again once a place is
+        // free, since others may have spent it meanwhile.
+        let spent = account.as_deref().is_some_and(|a| !guard().allows(a, ip, start));
+        let slot = async {
+            if spent {
+                return Err(());
+            }
+            Ok(self.verifying.acquire(known).await)
+        }
+        .or(async {
             Timer::after(VERIFY_QUEUE_TIMEOUT).await;
-            None
+            Ok(None)
         });
-        let Some(_permit) = slot.await else {
-            limiter().end(ip, Instant::now(), false);
-            log::warn!("auth deferred: too many logins being checked client=[{ip}]");
-            return AuthOutcome::Busy;
+        let begun = match slot.await {
+            Ok(Some(permit)) => match &account {
+                None => Ok((permit, None)),
+                Some(a) => guard().begin(a, ip, Instant::now()).map(|c| (permit, Some(c))).ok_or(()),
+            },
+            Ok(None) => {
+                limiter().end(ip, Instant::now(), false);
+                log::warn!("auth deferred: too many logins being checked client=[{ip}]");
+                return AuthOutcome::Busy;
+            }
+            Err(()) => Err(()),
+        };
+        let Ok((permit, check)) = begun else {
+            limiter().end(ip, Instant::now(), true);
+            if let Some(rest) = AUTH_FAILURE_DELAY.checked_sub(start.elapsed()) {
+                Timer::after(rest).await;
+            }
+            log::warn!("auth refused: too many failures for this login client=[{ip}] login={shown}");
+            return AuthOutcome::AccountLocked;
         };
         let verified = smol::unblock(move || match found {
             Some((who, hash)) => verify_password(&password, &hash).then_some(who),
@@ -330,6 +370,11 @@ impl Server {
             }
         })
         .await;
+        // The place is for the check itself, not for the delay after a failure.
+        drop(permit);
+        if let (Some(account), Some(check)) = (&account, check) {
+            guard().end(account, ip, check, verified.is_some(), Instant::now());
+        }
         if let Some(who) = verified {
             limiter().end(ip, Instant::now(), false);
             log::info!(
@@ -361,6 +406,8 @@ enum AuthOutcome {
     Wrong,
     /// Too many logins are being checked right now: `454`, try again.
     Busy,
+    /// The account's failure budget is spent for this address: `454`.
+    AccountLocked,
     /// The client has failed too often: `421` and close.
     Blocked,
 }
@@ -598,6 +645,7 @@ impl Conn {
                         AuthOutcome::Ok(who) => session.auth_result(Some(who)),
                         AuthOutcome::Wrong => session.auth_result(None),
                         AuthOutcome::Busy => Action::Reply(reply::auth_busy()),
+                        AuthOutcome::AccountLocked => Action::Reply(reply::auth_account_locked()),
                         AuthOutcome::Blocked => {
                             Action::Close(reply::too_many_auth_failures(&settings.config.hostname))
                         }

@@ -568,3 +568,98 @@ for source in ("127.0.0.1", "127.0.0.2"):
     assert!(out.contains("127.0.0.2 235"), "{out}");
     p.wait_inbox("example.org", "carol", 1);
 }
+
+/// Logs in to the submission port from `source` as `login`; prints the
+/// source, the reply code and how long the login took.
+const LOGIN_ONCE: &str = r#"
+import os, smtplib, ssl, base64, sys, time
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+source, login, password = sys.argv[1:4]
+s = smtplib.SMTP("127.0.0.1", int(os.environ["SUBMISSION"]), timeout=60, source_address=(source, 0))
+s._host = "mx.test.example"
+s.starttls(context=ctx)
+s.ehlo()
+start = time.monotonic()
+code, msg = s.docmd("AUTH", "PLAIN " + base64.b64encode(("\0%s\0%s" % (login, password)).encode()).decode())
+print(source, code, msg.decode(), "%.3f" % (time.monotonic() - start))
+"#;
+
+#[test]
+fn guessers_from_many_addresses_share_one_budget_and_the_owner_still_logs_in() {
+    if common::runner().is_some() {
+        // A check takes about a second emulated: the queue for the two
+        // places outlasts the ten seconds a login waits (454), which ends
+        // guessers early and leaves the budget unspent.
+        eprintln!("skipped under POSTERN_TEST_RUNNER: too slow emulated");
+        return;
+    }
+    let p = Postern::start("");
+    let login = |source: &str, login: &str, password: &str| {
+        let script = LOGIN_ONCE.replace("sys.argv[1:4]", &format!("{source:?}, {login:?}, {password:?}"));
+        let out = p.python(&script);
+        eprintln!("{}", out.trim());
+        out
+    };
+    // The owner logs in from 127.0.0.1: from now on an address of its own.
+    let out = login("127.0.0.1", "alice@example.com", common::ALICE_PASSWORD);
+    assert!(out.starts_with("127.0.0.1 235 "), "{out}");
+    // Twelve addresses, three connections each, guess until they hear
+    // anything but 535. Each address alone may fail ten times a minute, so
+    // together they could have 120 checks; the account's budget is 100.
+    let sources: Vec<String> = (1..=12).map(|n| format!("127.0.10.{n}")).collect();
+    let attack = format!(
+        r#"
+import os, smtplib, ssl, threading
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+codes, lock = [], threading.Lock()
+def guess(source, n):
+    s = smtplib.SMTP("127.0.0.1", int(os.environ["SUBMISSION"]), timeout=60, source_address=(source, 0))
+    s._host = "mx.test.example"
+    s.starttls(context=ctx)
+    s.ehlo()
+    s.esmtp_features["auth"] = "PLAIN"
+    for i in range(100):
+        try:
+            s.login("alice@example.com", "guess-%s-%d-%d" % (source, n, i))
+            code = 235
+        except smtplib.SMTPAuthenticationError as e:
+            code = e.smtp_code
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            code = "closed"
+        with lock:
+            codes.append(code)
+        if code != 535:
+            return
+threads = [threading.Thread(target=guess, args=(source, n)) for source in "{}".split() for n in range(3)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("codes", sorted(map(str, codes)))
+"#,
+        sources.join(" ")
+    );
+    let strangers_checked = || p.count_log(&["auth failed client=[127.0.10."]);
+    let (out, owner) = thread::scope(|scope| {
+        let attacker = scope.spawn(|| p.python(&attack));
+        // Once the guessing is well under way, the owner logs in again and
+        // goes ahead of every guess waiting for a place.
+        wait_for("twenty guesses checked", || (strangers_checked() >= 20).then_some(()));
+        let owner = login("127.0.0.1", "alice@example.com", common::ALICE_PASSWORD);
+        (attacker.join().unwrap(), owner)
+    });
+    eprintln!("{out}");
+    assert!(owner.starts_with("127.0.0.1 235 "), "the owner during the guessing: {owner}");
+    // Exactly the budget of password checks for strangers, however many
+    // addresses and connections; the rest were refused before any check.
+    assert_eq!(strangers_checked(), 100, "{}", p.log_text());
+    assert!(p.count_log(&["auth refused: too many failures for this login client=[127.0.10."]) > 0);
+    assert!(out.contains("'454'"), "{out}");
+    assert!(!out.contains("'235'"), "{out}");
+    // A new address is refused even with the right password, without a
+    // check; the owner's own address and other accounts are not held to it.
+    let out = login("127.0.0.99", "alice@example.com", common::ALICE_PASSWORD);
+    assert!(out.starts_with("127.0.0.99 454 4.7.0 "), "{out}");
+    let out = login("127.0.0.1", "alice@example.com", common::ALICE_PASSWORD);
+    assert!(out.starts_with("127.0.0.1 235 "), "{out}");
+    let out = login("127.0.0.98", "nobody@example.com", "x");
+    assert!(out.starts_with("127.0.0.98 535 "), "{out}");
+}

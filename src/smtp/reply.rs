@@ -172,6 +172,9 @@ pub fn not_your_address(sender: &str, login: &str) -> Reply {
 pub fn auth_busy() -> Reply {
     Reply::new(454, "4.7.0", "too many logins being checked, try again shortly")
 }
+pub fn auth_account_locked() -> Reply {
+    Reply::new(454, "4.7.0", "too many failed logins for this account, try again later")
+}
 pub fn too_many_auth_failures(hostname: &str) -> Reply {
     Reply::new(421, "4.7.0", format!("{hostname} too many failed logins, try again later"))
 }
