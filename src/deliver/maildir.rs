@@ -90,8 +90,20 @@ const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// the disk with several others.
 const GATHER: Duration = Duration::from_millis(50);
 
+/// The longest a batch waits for company (see [`gather_for`]).
+const GATHER_MAX: Duration = Duration::from_secs(1);
+
+/// How long a batch waits for company: [`GATHER`], or as long as the last
+/// batch took to become durable when that was longer, up to [`GATHER_MAX`].
+/// A batch's two journal commits cost the same for one message as for
+/// sixty, so on a slow disk (an SD card, which does about a hundred writes a
+/// second) bigger batches are what lets delivery keep up.
+fn gather_for(last_took: Duration) -> Duration {
+    GATHER.max(last_took.min(GATHER_MAX))
+}
+
 /// Writes Maildir files in batches, on threads of its own. A batch gathers
-/// the messages ready within [`GATHER`], writes every file into `tmp/`,
+/// the messages ready within [`gather_for`], writes every file into `tmp/`,
 /// makes them all durable with one `syncfs` per filesystem, renames them
 /// into `new/`, and fsyncs each `new/` directory once. Only then is a
 /// delivery reported done. A steady stream of mail costs two journal commits
@@ -153,11 +165,12 @@ impl Pending {
 
 /// One writer thread: gathers a batch, writes it, makes it durable, answers.
 fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
+    let mut last_took = Duration::ZERO;
     while let Ok(first) = rx.recv_blocking() {
-        // Company for the first job: whatever comes within GATHER.
+        // Company for the first job: whatever comes within the gather.
         let mut bytes = first.0.crlf_size;
         let mut batch = vec![first];
-        let until = Instant::now() + GATHER;
+        let until = Instant::now() + gather_for(last_took);
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             let next = match rx.try_recv() {
                 Ok(next) => Some(next),
@@ -181,7 +194,12 @@ fn writer(rx: &smol::channel::Receiver<(Job, Reply)>) {
             }
         }
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        for (answer, reply) in deliver_batch(jobs).into_iter().zip(replies) {
+        let started = Instant::now();
+        let n = jobs.len();
+        let answers = deliver_batch(jobs);
+        last_took = started.elapsed();
+        log::debug!("maildir batch: {n} messages, {last_took:?}");
+        for (answer, reply) in answers.into_iter().zip(replies) {
             let _ = reply.try_send(answer);
         }
     }
@@ -615,6 +633,14 @@ mod tests {
             w.written += 1;
         }
         (w.inner, w.written)
+    }
+
+    #[test]
+    fn a_slow_disk_gathers_bigger_batches_up_to_a_second() {
+        let ms = Duration::from_millis;
+        for (took, want) in [(0, 50), (20, 50), (50, 50), (300, 300), (999, 999), (5000, 1000)] {
+            assert_eq!(gather_for(ms(took)), ms(want), "after a batch of {took} ms");
+        }
     }
 
     #[test]

@@ -421,6 +421,21 @@ impl Queue {
 const OUTCOME_WAIT: Duration = Duration::from_millis(50);
 const OUTCOMES_WAITING: usize = 64;
 
+/// The longest a commit waits for company once it must go (see
+/// [`company_wait`]).
+const COMPANY_WAIT_MAX: Duration = Duration::from_millis(10);
+
+/// How long a commit that must go waits for more writes: only when the last
+/// one carried more than one write that could not wait (clients send
+/// together), and then a share of what the last commit took, so a slow disk
+/// (an SD card) gathers more and a fast one next to nothing. Clients that
+/// heard their `250` in one commit send their next message within a few
+/// milliseconds; without the wait the first of them goes alone and the rest
+/// wait for a whole commit. One client alone never waits.
+fn company_wait(last_urgent: usize, last_took: Duration) -> Duration {
+    if last_urgent > 1 { (last_took / 2).min(COMPANY_WAIT_MAX) } else { Duration::ZERO }
+}
+
 /// The committer: takes every write waiting, commits them together, then
 /// tells each writer. Outcomes of deliveries wait up to [`OUTCOME_WAIT`] for
 /// a write that cannot wait, and go into its transaction: one trip to the
@@ -429,6 +444,7 @@ const OUTCOMES_WAITING: usize = 64;
 fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
     let mut waiting: Vec<(Write, Done)> = Vec::new();
     let mut since = Instant::now();
+    let (mut last_urgent, mut last_took) = (0, Duration::ZERO);
     loop {
         let first = if waiting.is_empty() {
             match rx.recv_blocking() {
@@ -466,8 +482,31 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
             continue;
         }
         waiting.append(&mut batch);
+        let until = Instant::now() + company_wait(last_urgent, last_took);
+        while weight < MAX_BATCH_BYTES {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let next = smol::block_on(async { rx.recv().await.ok() }.or(async {
+                Timer::after(left).await;
+                None
+            }));
+            match next {
+                Some(next) => {
+                    weight += next.0.weight();
+                    waiting.push(next);
+                }
+                None => break,
+            }
+        }
         let (writes, dones): (Vec<Write>, Vec<Done>) = std::mem::take(&mut waiting).into_iter().unzip();
-        match store.apply(&writes) {
+        last_urgent = writes.iter().filter(|w| !w.can_wait()).count();
+        let started = Instant::now();
+        let applied = store.apply(&writes);
+        last_took = started.elapsed();
+        log::debug!("commit: {} writes, {last_urgent} waited on, {last_took:?}", writes.len());
+        match applied {
             Ok(()) => dones.into_iter().for_each(|d| d(Ok(()))),
             Err(_) if writes.len() > 1 => {
                 for (w, d) in writes.iter().zip(dones) {
@@ -510,5 +549,26 @@ impl Jitter {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_wait_for_company_only_after_company_came() {
+        let ms = Duration::from_millis;
+        let cases = [
+            // (writes waited on in the last commit, its time, the wait)
+            (0, ms(200), ms(0)),
+            (1, ms(200), ms(0)),
+            (2, ms(2), ms(1)),
+            (20, ms(8), ms(4)),
+            (20, ms(200), ms(10)),
+        ];
+        for (urgent, took, want) in cases {
+            assert_eq!(company_wait(urgent, took), want, "{urgent} writes in {took:?}");
+        }
     }
 }
