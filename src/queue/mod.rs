@@ -423,15 +423,17 @@ const OUTCOMES_WAITING: usize = 64;
 
 /// The longest a commit waits for company once it must go (see
 /// [`company_wait`]).
-const COMPANY_WAIT_MAX: Duration = Duration::from_millis(10);
+const COMPANY_WAIT_MAX: Duration = Duration::from_millis(50);
 
 /// How long a commit that must go waits for more writes: only when the last
 /// one carried more than one write that could not wait (clients send
 /// together), and then a share of what the last commit took, so a slow disk
-/// (an SD card) gathers more and a fast one next to nothing. Clients that
-/// heard their `250` in one commit send their next message within a few
-/// milliseconds; without the wait the first of them goes alone and the rest
-/// wait for a whole commit. One client alone never waits.
+/// (an SD card) gathers more and a fast one next to nothing; the wait ends
+/// as soon as as many such writes are in as last time. Clients that heard
+/// their `250` in one commit come back with their next message some
+/// milliseconds apart (tens of them on a busy board); without the wait the
+/// first of them goes alone and the rest wait for a whole commit. One
+/// client alone never waits.
 fn company_wait(last_urgent: usize, last_took: Duration) -> Duration {
     if last_urgent > 1 { (last_took / 2).min(COMPANY_WAIT_MAX) } else { Duration::ZERO }
 }
@@ -483,7 +485,9 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
         }
         waiting.append(&mut batch);
         let until = Instant::now() + company_wait(last_urgent, last_took);
-        while weight < MAX_BATCH_BYTES {
+        let mut urgent = waiting.iter().filter(|(w, _)| !w.can_wait()).count();
+        // The wait ends early once as many clients as last time are in.
+        while weight < MAX_BATCH_BYTES && urgent < last_urgent {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -495,6 +499,7 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
             match next {
                 Some(next) => {
                     weight += next.0.weight();
+                    urgent += usize::from(!next.0.can_wait());
                     waiting.push(next);
                 }
                 None => break,

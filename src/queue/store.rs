@@ -273,6 +273,32 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     Ok(file)
 }
 
+/// How much of the data file is written out, as zeros, before LMDB needs it.
+const RESERVE: u64 = 8 << 20;
+
+/// Makes `path` at least `len` bytes long with zeros written (not a hole, not
+/// `fallocate`'s unwritten extents) and synced. LMDB grows its file one
+/// commit at a time, and on ext4 each commit that grows it (or fills a hole)
+/// makes its `fdatasync` a journal commit as well: on an SD card two or three
+/// more writes per commit. Space LMDB has not reached yet is never read by
+/// it, so the zeros are just room. Done once per open, with nothing else
+/// writing.
+fn reserve(path: &Path, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut at = file.metadata()?.len();
+    if at >= len {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 256 << 10];
+    while at < len {
+        let n = zeros.len().min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store").field("path", &self.env.path()).finish()
@@ -329,6 +355,11 @@ impl Store {
             })?
             .unwrap_commit();
         let data_file = std::fs::canonicalize(dir.join("data.mdb")).ok();
+        if let Some(path) = &data_file
+            && let Err(e) = reserve(path, RESERVE.min(map_size as u64))
+        {
+            log::warn!("cannot reserve disk space for the queue in {}: {e}", path.display());
+        }
         let map = data_file.as_deref().and_then(find_mapping);
         if map.is_none() {
             log::warn!(
@@ -1136,6 +1167,26 @@ mod tests {
         let m = sample(&store);
         assert_eq!(decode(&encode(&m)).unwrap(), m);
         assert!(decode(&encode(&m)[..20]).is_err());
+    }
+
+    #[test]
+    fn the_data_file_is_written_out_ahead_of_lmdb() {
+        let size = |dir: &Path| std::fs::metadata(dir.join("data.mdb")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let m = sample(&store);
+        store.apply(&[Write::Commit { pieces: vec![(0, b"kept".to_vec())], message: m.clone() }]).unwrap();
+        assert_eq!(body(&store, m.id), b"kept");
+        let meta = size(dir.path());
+        assert_eq!(meta.len(), RESERVE);
+        // Written, not a hole: every block is allocated.
+        assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 >= RESERVE);
+        // A store smaller than the reserve gets its own size at most. (The
+        // environment cannot be opened twice in one process: reopening is
+        // what the crash and power-cut tests do.)
+        let small = tempfile::tempdir().unwrap();
+        let _small = Store::open(small.path(), 1 << 20).unwrap();
+        assert_eq!(size(small.path()).len(), 1 << 20);
     }
 
     #[test]
