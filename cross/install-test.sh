@@ -32,6 +32,8 @@ chroot "$root" dpkg -i /tmp/postern.deb
 echo "ok: the arm64 package installs into a Debian arm64 root"
 chroot "$root" getent passwd postern >/dev/null || { echo "FAIL: no postern user"; exit 1; }
 [ "$(chroot "$root" stat -c %U /var/lib/postern)" = postern ] || { echo "FAIL: /var/lib/postern not owned by postern"; exit 1; }
+[ "$(chroot "$root" stat -c '%U:%G %a' /var/lib/postern/queue)" = "postern:postern 750" ] ||
+  { echo "FAIL: /var/lib/postern/queue not postern:postern 0750"; exit 1; }
 [ "$(readlink "$root/usr/sbin/sendmail")" = /usr/sbin/postern ] || { echo "FAIL: no sendmail link"; exit 1; }
 chroot "$root" /usr/sbin/postern check-config --config /etc/postern/postern.toml
 cat >"$root/etc/postern/test.toml" <<TOML
@@ -47,6 +49,12 @@ TOML
 chroot "$root" chown root:postern /etc/postern/test.toml
 # No secrets in it: readable by all, so an unprivileged sendmail finds the port.
 chroot "$root" chmod 644 /etc/postern/test.toml
+# The queue listed by root before the first start: the store it makes is postern's.
+out=$(chroot "$root" /usr/sbin/postern queue --config /etc/postern/test.toml list) ||
+  { echo "FAIL: postern queue list as root"; exit 1; }
+[ "$out" = "the queue is empty" ] || { echo "$out"; echo "FAIL: postern queue list as root"; exit 1; }
+[ -z "$(chroot "$root" find /var/lib/postern ! -user postern)" ] ||
+  { chroot "$root" find /var/lib/postern ! -user postern; echo "FAIL: postern queue as root left files postern does not own"; exit 1; }
 chroot "$root" runuser -u postern -- /usr/sbin/postern serve --config /etc/postern/test.toml >"$root/tmp/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do grep -q " ready" "$root/tmp/log" && break; sleep 0.1; done

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod dns;
 pub mod envelope;
+pub mod identity;
 pub mod logtext;
 pub mod message;
 pub mod queue;

@@ -23,6 +23,7 @@ const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
 /// sysexits.h codes.
 const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
+const EX_OSERR: u8 = 71;
 const EX_IOERR: u8 = 74;
 const EX_CONFIG: u8 = 78;
 
@@ -261,7 +262,31 @@ fn queue(args: &[String]) -> ExitCode {
             return ExitCode::from(EX_DATAERR);
         }
     }
-    // No server: open the store here (its lock keeps a server from starting meanwhile).
+    // No server: open the store here (its lock keeps a server from starting
+    // meanwhile), but never make it: the server does, as its own user.
+    let dir = postern::queue::dir(&config.data_dir);
+    let owner = match std::fs::metadata(&dir) {
+        Ok(meta) => postern::identity::Owner::of(&meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("postern: no queue at {}: the server creates it when it first starts", dir.display());
+            return ExitCode::from(postern::sendmail::EX_UNAVAILABLE);
+        }
+        Err(e) => {
+            eprintln!("postern: {}: {e}", dir.display());
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    // Root works as the queue's owner, so that what it creates there is the
+    // server's. No thread has started yet, as the switch needs.
+    if let Err(e) = postern::identity::become_owner(owner) {
+        eprintln!(
+            "postern: cannot switch to uid {} gid {}, the owner of {}: {e}",
+            owner.uid,
+            owner.gid,
+            dir.display()
+        );
+        return ExitCode::from(EX_OSERR);
+    }
     let settings = postern::Settings::new(config);
     let queue = match postern::queue::Queue::open(&settings) {
         Ok(q) => std::sync::Arc::new(q),

@@ -1,10 +1,13 @@
 //! End to end for living with the server: sendmail for local programs, SIGHUP
-//! reload, `postern status`, and a clean stop on SIGTERM.
+//! reload, `postern status`, a clean stop on SIGTERM, and `postern queue` run
+//! by root on a stopped server.
 
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use common::{Postern, config_text, wait_for};
 
@@ -250,4 +253,160 @@ fn sigterm_during_twenty_open_transactions_loses_nothing() {
     subjects.dedup();
     assert_eq!(subjects.len(), 20, "every acknowledged message, each once: {subjects:?}");
     assert_eq!(queued.len(), 20);
+}
+
+/// The uid and gid that own the queue in the ownership tests: `nobody`'s,
+/// standing in for the package's `postern` user.
+const OWNER: u32 = 65534;
+
+/// Whether this run may chown files and start processes as [`OWNER`]: only
+/// as root. Without root the test is skipped, or fails under CI=true.
+fn runs_as_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root: it chowns the queue to uid {OWNER} and runs postern as root"
+    );
+    eprintln!("{test} not checked: it needs root");
+    false
+}
+
+/// A temp dir laid out as the package leaves a fresh install: `data` and an
+/// empty `data/queue` and `mail`, owned by [`OWNER`], and a config it may read.
+/// Returns the dir and the config's path.
+fn packaged_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The owner must be able to reach the data and read the config.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("postern.toml");
+    std::fs::write(&config, config_text(dir.path(), "", "")).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for d in ["data", "data/queue", "mail"] {
+        let path = dir.path().join(d);
+        std::fs::create_dir(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(OWNER), Some(OWNER)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750)).unwrap();
+    }
+    (dir, config)
+}
+
+/// Every file and directory under `dir`, itself included, that is not owned
+/// by `uid`, with its owner.
+fn not_owned_by(dir: &Path, uid: u32) -> Vec<(PathBuf, u32)> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.uid() != uid {
+            found.push((path.clone(), meta.uid()));
+        }
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found
+}
+
+/// `postern queue --config CONFIG list`, run as whoever runs the test.
+fn queue_list(config: &Path) -> std::process::Output {
+    common::postern().args(["queue", "--config"]).arg(config).arg("list").output().unwrap()
+}
+
+/// Starts the server as [`OWNER`] (std clears the supplementary groups when
+/// root sets the uid) and waits until it is ready.
+fn serve_as_owner(
+    config: &Path,
+) -> (Child, std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::net::SocketAddr) {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = common::postern();
+    command.uid(OWNER).gid(OWNER);
+    let (child, log, [addr, _, _]) = common::spawn_with(command, config);
+    (child, log, addr)
+}
+
+/// Stops a server with SIGTERM and waits until it has exited 0.
+fn stop(mut child: Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = wait_for("the server to exit", || child.try_wait().ok().flatten());
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+}
+
+#[test]
+fn queue_commands_run_by_root_leave_every_file_to_the_queue_owner() {
+    if !runs_as_root("queue_commands_run_by_root_leave_every_file_to_the_queue_owner") {
+        return;
+    }
+    let (dir, config) = packaged_dir();
+    let data = dir.path().join("data");
+    // mailq before the server ever ran: the store is made, as the owner's.
+    let out = queue_list(&config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the queue is empty"));
+    for file in ["data.mdb", "lock.mdb", "postern.lock"] {
+        assert!(data.join("queue").join(file).exists(), "{file} was not made");
+    }
+    assert_eq!(not_owned_by(&data, OWNER), [], "files root made in the queue");
+
+    // So the server, as the owner, can start on it; it queues a message.
+    let (child, log, addr) = serve_as_owner(&config);
+    let mut c = common::Raw::connect(addr);
+    assert!(c.reply().starts_with("220 "));
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<x@remote.example>");
+    assert!(c.cmd("RCPT TO:<someone@elsewhere.example>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd("Subject: waits\r\n\r\nfor a stopped server\r\n.");
+    assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+    let id = r.rsplit(' ').next().unwrap().to_string();
+    wait_for("the first attempt to be deferred", || {
+        log.lock()
+            .ok()?
+            .iter()
+            .any(|l| l.contains(&format!("id={id}")) && l.contains("status=deferred"))
+            .then_some(())
+    });
+    drop(c);
+    stop(child);
+
+    // Root lists the real store with no server running, and leaves no file
+    // of its own anywhere the server writes.
+    let out = queue_list(&config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(not_owned_by(&data, OWNER), [], "files root made in the data dir");
+    assert_eq!(not_owned_by(&dir.path().join("mail"), OWNER), [], "files root made in the mail root");
+
+    // And the server starts again as the owner.
+    let (child, _, _) = serve_as_owner(&config);
+    stop(child);
+}
+
+#[test]
+fn queue_commands_refuse_a_data_dir_without_a_queue_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("postern.toml");
+    std::fs::write(&config, config_text(dir.path(), "", "")).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let queue = data.join("queue");
+    let expected =
+        format!("postern: no queue at {}: the server creates it when it first starts\n", queue.display());
+    let out = queue_list(&config);
+    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    // sendmail -bp is the same listing.
+    let (code, err) = sendmail_bp(&config);
+    assert_eq!(code, 69, "{err}");
+    assert_eq!(err, expected);
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "the CLI made files in the data dir");
+    assert!(!dir.path().join("mail").exists());
+}
+
+/// `postern sendmail --config CONFIG -bp`: (exit code, stderr).
+fn sendmail_bp(config: &Path) -> (i32, String) {
+    let out = common::postern().args(["sendmail", "--config"]).arg(config).arg("-bp").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }

@@ -23,6 +23,7 @@ pub mod stats;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
@@ -81,6 +82,12 @@ enum Event {
     Admin(QueueId, admin::Command, Sender<Result<String, String>>),
 }
 
+/// Where a data dir keeps the store: LMDB's `data.mdb` and `lock.mdb`, and
+/// the lock file that lets one process at a time open them.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("queue")
+}
+
 /// The configuration in force, replaceable while running.
 pub type SharedSettings = Arc<RwLock<Arc<Settings>>>;
 
@@ -119,7 +126,7 @@ impl Queue {
     /// When the store cannot be opened.
     pub fn open(settings: &Settings) -> Result<Queue, StoreError> {
         let config = &settings.config;
-        let store = Arc::new(Store::open(&config.data_dir.join("queue"), config.limits.store_size)?);
+        let store = Arc::new(Store::open(&dir(&config.data_dir), config.limits.store_size)?);
         let (writes, rx) = channel::unbounded::<(Write, Done)>();
         let committer_store = Arc::clone(&store);
         thread::Builder::new()
