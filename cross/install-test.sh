@@ -32,8 +32,10 @@ chroot "$root" dpkg -i /tmp/postern.deb
 echo "ok: the arm64 package installs into a Debian arm64 root"
 chroot "$root" getent passwd postern >/dev/null || { echo "FAIL: no postern user"; exit 1; }
 [ "$(chroot "$root" stat -c %U /var/lib/postern)" = postern ] || { echo "FAIL: /var/lib/postern not owned by postern"; exit 1; }
-[ "$(chroot "$root" stat -c '%U:%G %a' /var/lib/postern/queue)" = "postern:postern 750" ] ||
-  { echo "FAIL: /var/lib/postern/queue not postern:postern 0750"; exit 1; }
+for d in queue mail; do
+  [ "$(chroot "$root" stat -c '%U:%G %a' /var/lib/postern/$d)" = "postern:postern 750" ] ||
+    { echo "FAIL: /var/lib/postern/$d not postern:postern 0750"; exit 1; }
+done
 [ "$(readlink "$root/usr/sbin/sendmail")" = /usr/sbin/postern ] || { echo "FAIL: no sendmail link"; exit 1; }
 chroot "$root" /usr/sbin/postern check-config --config /etc/postern/postern.toml
 cat >"$root/etc/postern/test.toml" <<TOML

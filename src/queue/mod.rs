@@ -577,7 +577,8 @@ mod tests {
             (1, ms(200), ms(0)),
             (2, ms(2), ms(1)),
             (20, ms(8), ms(4)),
-            (20, ms(200), ms(10)),
+            (20, ms(60), ms(30)),
+            (20, ms(200), ms(50)),
         ];
         for (urgent, took, want) in cases {
             assert_eq!(company_wait(urgent, took), want, "{urgent} writes in {took:?}");
