@@ -468,15 +468,12 @@ print("sent")
     p.wait_inbox("example.org", "carol", 1);
 }
 
-#[test]
-fn an_auth_brute_force_is_cut_off_and_the_good_client_still_delivers_on_port_25() {
-    let p = Postern::start("");
-    let memory = Memory::watch("AUTH brute force", &p);
-    // Each of `per` connections from each source address guesses until it
-    // gets anything but 535.
-    let attack = |sources: &str, per: usize| {
-        p.python(&format!(
-            r#"
+/// Each of `per` connections from each of `sources` (space-separated
+/// addresses) logs in to the submission port as alice with wrong passwords
+/// until it gets anything but 535; prints each source's reply codes.
+fn guess_passwords(p: &Postern, sources: &str, per: usize) -> String {
+    p.python(&format!(
+        r#"
 import os, smtplib, ssl, threading
 ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
 codes, lock = {{}}, threading.Lock()
@@ -504,11 +501,16 @@ for t in threads: t.join()
 for source in sorted(codes):
     print("codes", source, sorted(map(str, codes[source])))
 "#
-        ))
-    };
+    ))
+}
+
+#[test]
+fn an_auth_brute_force_is_cut_off_and_the_good_client_still_delivers_on_port_25() {
+    let p = Postern::start("");
+    let memory = Memory::watch("AUTH brute force", &p);
     let start = Instant::now();
     let out = thread::scope(|scope| {
-        let attacker = scope.spawn(|| attack("127.0.0.1", 16));
+        let attacker = scope.spawn(|| guess_passwords(&p, "127.0.0.1", 16));
         // The good client delivers on port 25 while the guessing goes on.
         p.wait_log(&["auth failed client=[127.0.0.1]"]);
         good_client_delivers(&p, "during the brute force");
@@ -524,24 +526,6 @@ for source in sorted(codes):
     assert_eq!(count("535"), 9, "{codes}");
     assert_eq!(count("421"), 16, "{codes}");
     assert_eq!(count("235"), 0, "{codes}");
-    // The same from eight more addresses at once: eighty more password
-    // checks, two at a time, and the memory they need is used again. Under
-    // an emulator a check takes about a second, so the queue for the two
-    // places outlasts the ten seconds a login waits for one (454), and the
-    // memory figures are the emulator's anyway.
-    if common::runner().is_none() {
-        let sources: Vec<String> = (1..=8).map(|n| format!("127.0.9.{n}")).collect();
-        let start = Instant::now();
-        let out = attack(&sources.join(" "), 4);
-        eprintln!("brute force: 4 connections from each of 8 more addresses, {:?}", start.elapsed());
-        for source in &sources {
-            assert_eq!(p.count_log(&[&format!("auth failed client=[{source}]")]), 10, "{out}");
-        }
-    } else {
-        eprintln!(
-            "brute force from eight more addresses skipped under POSTERN_TEST_RUNNER: too slow emulated"
-        );
-    }
     memory.check(48 * 1024);
     // After the attack, port 25 still takes mail from the same address.
     good_client_delivers(&p, "after the brute force");
@@ -569,6 +553,27 @@ for source in ("127.0.0.1", "127.0.0.2"):
     p.wait_inbox("example.org", "carol", 1);
 }
 
+#[test]
+// Under an emulator a check takes about a second, so the queue for the two
+// places outlasts the ten seconds a login waits for one (454), and the
+// memory figures are the emulator's anyway.
+#[cfg_attr(emulated, ignore = "a password check takes about a second under an emulator")]
+fn an_auth_brute_force_from_eight_addresses_gets_ten_checks_each_in_reused_memory() {
+    let p = Postern::start("");
+    let memory = Memory::watch("AUTH brute force from eight addresses", &p);
+    // Four connections from each of eight addresses at once: eighty password
+    // checks, two at a time, and the memory they need is used again.
+    let sources: Vec<String> = (1..=8).map(|n| format!("127.0.9.{n}")).collect();
+    let start = Instant::now();
+    let out = guess_passwords(&p, &sources.join(" "), 4);
+    eprintln!("brute force: 4 connections from each of 8 addresses, {:?}", start.elapsed());
+    for source in &sources {
+        assert_eq!(p.count_log(&[&format!("auth failed client=[{source}]")]), 10, "{out}");
+    }
+    memory.check(48 * 1024);
+    good_client_delivers(&p, "after the brute force");
+}
+
 /// Logs in to the submission port from `source` as `login`; prints the
 /// source, the reply code and how long the login took.
 const LOGIN_ONCE: &str = r#"
@@ -585,14 +590,11 @@ print(source, code, msg.decode(), "%.3f" % (time.monotonic() - start))
 "#;
 
 #[test]
+// A check takes about a second emulated: the queue for the two places
+// outlasts the ten seconds a login waits (454), which ends guessers early
+// and leaves the budget unspent.
+#[cfg_attr(emulated, ignore = "a password check takes about a second under an emulator")]
 fn guessers_from_many_addresses_share_one_budget_and_the_owner_still_logs_in() {
-    if common::runner().is_some() {
-        // A check takes about a second emulated: the queue for the two
-        // places outlasts the ten seconds a login waits (454), which ends
-        // guessers early and leaves the budget unspent.
-        eprintln!("skipped under POSTERN_TEST_RUNNER: too slow emulated");
-        return;
-    }
     let p = Postern::start("");
     let login = |source: &str, login: &str, password: &str| {
         let script = LOGIN_ONCE.replace("sys.argv[1:4]", &format!("{source:?}, {login:?}, {password:?}"));

@@ -144,15 +144,25 @@ fn sendmail_refuses_control_characters_and_bad_addresses_in_its_arguments() {
 
 #[test]
 fn a_broken_config_on_sighup_is_reported_and_the_old_one_kept() {
-    let p = Postern::start("");
+    // The running config trusts no network, so 127.0.0.1 may not relay;
+    // the broken one, had any of it been taken, would trust loopback by
+    // default. The relay reply tells the two apart.
+    let p = Postern::start("[relay]\ntrusted_networks = []\n");
+    let replies = |p: &Postern| {
+        let mut c = p.raw();
+        c.cmd("EHLO c");
+        c.cmd("MAIL FROM:<x@remote.example>");
+        (c.cmd("RCPT TO:<alice@example.com>"), c.cmd("RCPT TO:<someone@elsewhere.example>"))
+    };
+    let (local, relay) = replies(&p);
+    assert!(local.starts_with("250") && relay.starts_with("554 5.7.1"), "before: {local} / {relay}");
     std::fs::write(&p.config, "hostname = \"mx.test.example\"\n[limits]\nmax_recipients = \"lots\"\n")
         .unwrap();
     kill(&p, "-HUP");
     p.wait_log(&["SIGHUP: keeping the old config", "postern.toml"]);
-    let mut c = p.raw();
-    c.cmd("EHLO c");
-    c.cmd("MAIL FROM:<x@remote.example>");
-    assert!(c.cmd("RCPT TO:<alice@example.com>").starts_with("250"), "still serving with the old config");
+    let (local, relay) = replies(&p);
+    assert!(local.starts_with("250"), "still serving example.com: {local}");
+    assert!(relay.starts_with("554 5.7.1"), "still the old relay rule: {relay}");
 }
 
 #[test]
