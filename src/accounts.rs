@@ -6,10 +6,18 @@ use std::net::IpAddr;
 
 use crate::config::{Config, IpNet};
 use crate::envelope::{Address, Domain, Route};
-use crate::smtp::session::Login;
 
 /// How deep alias chains may go before we call it a loop.
 const MAX_ALIAS_DEPTH: usize = 8;
+
+/// A logged-in user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// The user name, lowercased.
+    pub user: String,
+    /// The user's domain.
+    pub domain: Domain,
+}
 
 /// The most delivery recipients one address may expand to, and one
 /// transaction may gather (Postfix's `virtual_alias_expansion_limit` is the

@@ -13,6 +13,7 @@ pub mod deliver;
 pub mod dns;
 pub mod envelope;
 pub mod identity;
+pub mod login;
 pub mod logtext;
 pub mod message;
 pub mod queue;

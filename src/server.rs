@@ -19,14 +19,14 @@ use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use smol::{Executor, Timer};
 
 use crate::Settings;
-use crate::auth::{AccountGuard, CheckSlots, FailureLimiter, client_key, verify_password};
+use crate::login::{Logins, Outcome, client_key};
 use crate::logtext::{quoted, word};
 use crate::message::{HeaderScan, Trace, received, rfc5322_date};
 use crate::queue::store::{Message, QueueId, Recipient, Status, StoreError, Write, unix_now};
 use crate::queue::{Queue, SharedSettings};
 use crate::smtp::data::DataDecoder;
 use crate::smtp::reply::{self, Reply};
-use crate::smtp::session::{Action, Login, Port, Session};
+use crate::smtp::session::{Action, Port, Session};
 use crate::stream::{Stream, timeout};
 use crate::tls::TlsInfo;
 
@@ -50,26 +50,6 @@ const MAX_RECEIVED: usize = 50;
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A failed login is answered no sooner than this after AUTH began, so
-/// guessing is slow and a wrong user cannot be told from a wrong password.
-const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
-
-/// Failed logins allowed from one address per minute; then `421`.
-const AUTH_FAILURES_PER_MINUTE: usize = 10;
-
-/// Password checks running at once: argon2id takes 19 MiB and a core each.
-const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
-
-/// Failed logins to one account allowed per hour from addresses that never
-/// logged in to it; then such addresses are refused before any check.
-const ACCOUNT_FAILURES_PER_HOUR: usize = 100;
-
-/// How long an address that logged in is remembered as the account's own.
-const KNOWN_ADDRESS_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// How long a login waits for a free password check before `454`.
-const VERIFY_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest line on a submission port inside TLS, where AUTH may carry a
 /// long response (RFC 4954 4: 12288 octets).
@@ -133,9 +113,7 @@ pub struct Server {
     stop_rx: smol::channel::Receiver<()>,
     conns: Arc<Connections>,
     tls: RwLock<Arc<ServerConfig>>,
-    auth_failures: Mutex<FailureLimiter>,
-    account_failures: Mutex<AccountGuard>,
-    verifying: Arc<CheckSlots>,
+    logins: Logins,
 }
 
 impl std::fmt::Debug for Server {
@@ -155,13 +133,7 @@ impl Server {
             stop_rx,
             conns: Arc::default(),
             tls: RwLock::new(tls),
-            auth_failures: Mutex::new(FailureLimiter::new(AUTH_FAILURES_PER_MINUTE, Duration::from_secs(60))),
-            account_failures: Mutex::new(AccountGuard::new(
-                ACCOUNT_FAILURES_PER_HOUR,
-                Duration::from_secs(3600),
-                KNOWN_ADDRESS_FOR,
-            )),
-            verifying: CheckSlots::new(MAX_CONCURRENT_VERIFICATIONS),
+            logins: Logins::new(),
         })
     }
 
@@ -310,115 +282,13 @@ impl Server {
         }
     }
 
-    /// Checks credentials for `session`'s client; off the executor, at most a
-    /// few at once, never faster than [`AUTH_FAILURE_DELAY`] when wrong. An
-    /// unknown user costs the same hash check as a wrong password, so the time
-    /// taken says nothing about which names exist.
-    async fn authenticate(&self, session: &Session, login: &str, password: String) -> AuthOutcome {
-        let ip = session.client_ip();
-        let shown = quoted(login);
-        let limiter = || self.auth_failures.lock().unwrap_or_else(|p| p.into_inner());
-        if !limiter().begin(ip, Instant::now()) {
-            log::warn!("auth refused: too many failures client=[{ip}] login={shown}");
-            return AuthOutcome::Blocked;
-        }
-        let start = Instant::now();
+    /// Checks credentials for `session`'s client with the login service.
+    async fn authenticate(&self, session: &Session, login: &str, password: String) -> Outcome {
         let settings = self.settings();
-        let found = settings.accounts.login(login).map(|(l, h)| (l, h.to_string()));
-        // Only real accounts have a failure budget and known addresses.
-        let account = found.as_ref().map(|(l, _)| format!("{}@{}", l.user, l.domain));
-        let guard = || self.account_failures.lock().unwrap_or_else(|p| p.into_inner());
-        let known = account.as_deref().is_some_and(|a| guard().known(a, ip, start));
-        // A spent budget refuses at once; it is asked again once a place is
-        // free, since others may have spent it meanwhile.
-        let spent = account.as_deref().is_some_and(|a| !guard().allows(a, ip, start));
-        let slot = async {
-            if spent {
-                return Err(());
-            }
-            Ok(self.verifying.acquire(known).await)
-        }
-        .or(async {
-            Timer::after(VERIFY_QUEUE_TIMEOUT).await;
-            Ok(None)
-        });
-        let begun = match slot.await {
-            Ok(Some(permit)) => match &account {
-                None => Ok((permit, None)),
-                Some(a) => guard().begin(a, ip, Instant::now()).map(|c| (permit, Some(c))).ok_or(()),
-            },
-            Ok(None) => {
-                limiter().end(ip, Instant::now(), false);
-                log::warn!("auth deferred: too many logins being checked client=[{ip}]");
-                return AuthOutcome::Busy;
-            }
-            Err(()) => Err(()),
-        };
-        let Ok((permit, check)) = begun else {
-            limiter().end(ip, Instant::now(), true);
-            if let Some(rest) = AUTH_FAILURE_DELAY.checked_sub(start.elapsed()) {
-                Timer::after(rest).await;
-            }
-            log::warn!("auth refused: too many failures for this login client=[{ip}] login={shown}");
-            return AuthOutcome::AccountLocked;
-        };
-        let verified = smol::unblock(move || match found {
-            Some((who, hash)) => verify_password(&password, &hash).then_some(who),
-            None => {
-                verify_password(&password, dummy_hash());
-                None
-            }
-        })
-        .await;
-        // The place is for the check itself, not for the delay after a failure.
-        drop(permit);
-        if let (Some(account), Some(check)) = (&account, check) {
-            guard().end(account, ip, check, verified.is_some(), Instant::now());
-        }
-        if let Some(who) = verified {
-            limiter().end(ip, Instant::now(), false);
-            log::info!(
-                "auth ok client=[{ip}] login={}@{} port={}",
-                who.user,
-                who.domain,
-                session.port().name()
-            );
-            return AuthOutcome::Ok(who);
-        }
-        let limit_reached = limiter().end(ip, Instant::now(), true);
-        if let Some(rest) = AUTH_FAILURE_DELAY.checked_sub(start.elapsed()) {
-            Timer::after(rest).await;
-        }
-        log::warn!("auth failed client=[{ip}] login={shown} port={}", session.port().name());
-        if limit_reached {
-            log::warn!("auth refused: too many failures client=[{ip}] login={shown}");
-            return AuthOutcome::Blocked;
-        }
-        AuthOutcome::Wrong
+        self.logins
+            .check(&settings.accounts, session.client_ip(), session.port().name(), login, password)
+            .await
     }
-}
-
-/// What a login check came to.
-enum AuthOutcome {
-    /// The password is right.
-    Ok(Login),
-    /// Wrong user or password: `535`.
-    Wrong,
-    /// Too many logins are being checked right now: `454`, try again.
-    Busy,
-    /// The account's failure budget is spent for this address: `454`.
-    AccountLocked,
-    /// The client has failed too often: `421` and close.
-    Blocked,
-}
-
-/// An argon2id hash of a random password, checked for unknown users.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let noise = format!("{:?}{:?}", Instant::now(), std::thread::current().id());
-        crate::auth::hash_password(&noise).unwrap_or_default()
-    })
 }
 
 /// Opens a listening socket. IPv6 sockets are IPv6-only, so `0.0.0.0:25` and
@@ -642,11 +512,11 @@ impl Conn {
                 Action::Authenticate { login, password } => {
                     self.flush().await?;
                     let result = match server.authenticate(&session, &login, password).await {
-                        AuthOutcome::Ok(who) => session.auth_result(Some(who)),
-                        AuthOutcome::Wrong => session.auth_result(None),
-                        AuthOutcome::Busy => Action::Reply(reply::auth_busy()),
-                        AuthOutcome::AccountLocked => Action::Reply(reply::auth_account_locked()),
-                        AuthOutcome::Blocked => {
+                        Outcome::Ok(who) => session.auth_result(Some(who)),
+                        Outcome::Wrong => session.auth_result(None),
+                        Outcome::Busy => Action::Reply(reply::auth_busy()),
+                        Outcome::AccountLocked => Action::Reply(reply::auth_account_locked()),
+                        Outcome::Blocked => {
                             Action::Close(reply::too_many_auth_failures(&settings.config.hostname))
                         }
                     };

@@ -18,10 +18,11 @@ use common::{Postern, wait_for};
 const FORGED: &str = "192.0.2.77";
 
 /// What the unanchored filter took for a failed login from [`FORGED`].
-const HOSTILE: &str = "postern::server] auth failed client=[192.0.2.77]";
+const HOSTILE: &str = "postern::login] auth failed client=[192.0.2.77]";
 
 /// A whole forged line, for places that might pass a line break through.
-const FORGED_LINE: &str = "[2026-12-02T07:55:06Z WARN  postern::server] auth failed client=[192.0.2.77] login=\"x\" port=submission";
+const FORGED_LINE: &str =
+    "[2026-12-02T07:55:06Z WARN  postern::login] auth failed client=[192.0.2.77] login=\"x\" port=submission";
 
 /// The remote MX refuses the recipient with two lines of hostile text, an
 /// escape sequence and a bare CR.
@@ -143,7 +144,7 @@ for login in [{HOSTILE:?}, "x\n" + {FORGED_LINE:?}]:
         assert_eq!(ips.len(), 7, "{what}: {ips:?}");
     }
     // Outside text stays inside its quoted value.
-    let relay = r#"relay refused client=[127.0.0.1] reply="<\"postern::server] auth failed client=[192.0.2.77]\"@x.test>: relay access denied""#;
+    let relay = r#"relay refused client=[127.0.0.1] reply="<\"postern::login] auth failed client=[192.0.2.77]\"@x.test>: relay access denied""#;
     assert_eq!(p.count_log(&[relay]), 5, "{log}");
     assert_eq!(p.count_log(&["helo=\"client=[192.0.2.77]\" status=accepted"]), 2, "{log}");
     assert!(!log.contains(['\r', '\u{1b}']), "control characters reached the log:\n{log}");

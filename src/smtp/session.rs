@@ -9,9 +9,9 @@ use super::command::{self, Command, CommandError, MailParams};
 use super::data::DataError;
 use super::reply::{self, Reply};
 use crate::Settings;
-use crate::accounts::{MAX_EXPANDED_RECIPIENTS, Resolution};
+use crate::accounts::{Login, MAX_EXPANDED_RECIPIENTS, Resolution};
 use crate::auth::{self, SaslError};
-use crate::envelope::{Address, Domain, Envelope, Path, Route};
+use crate::envelope::{Address, Envelope, Path, Route};
 use crate::tls::TlsInfo;
 
 /// Which listener a connection came in on.
@@ -39,15 +39,6 @@ impl Port {
     pub fn is_submission(self) -> bool {
         self != Port::Mx
     }
-}
-
-/// A logged-in user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Login {
-    /// The user name, lowercased.
-    pub user: String,
-    /// The user's domain.
-    pub domain: Domain,
 }
 
 /// Where an AUTH exchange stands between `334` and the client's answer.
