@@ -158,25 +158,30 @@ fn a_remote_that_never_answers_times_out_and_is_retried() {
 #[test]
 fn a_multiline_refusal_bounces_with_its_last_lines_status_and_the_remote_mta() {
     let dns = Dns::start();
-    // RFC 2034: the enhanced code is on the last line, not the first.
-    let remote = FakeMx::start(|_| Behaviour::Rcpt("550-first line\r\n550 5.2.2 mailbox full"));
+    // RFC 2034: the enhanced code is on the last line, not the first. The
+    // first message is refused at RCPT, the second at the final dot.
+    const FULL: &str = "550-first line\r\n550 5.2.2 mailbox full";
+    let remote = FakeMx::start(|n| if n == 0 { Behaviour::Rcpt(FULL) } else { Behaviour::Data(FULL) });
     dns.mx("remote.test", "mx.remote.test", LOCALHOST);
     let a = Postern::start(&outbound(&dns, remote.addr.port(), "retry_first = \"1h\"\n"));
-    let id = send(&a, "alice@example.com", &["bob@remote.test"], "Subject: full\r\n\r\nbody");
-    a.wait_log(&[&format!("id={id}"), "to=<bob@remote.test>", "status=failed", "5.2.2 mailbox full"]);
-    let bounces = a.wait_inbox("example.com", "alice", 1);
-    let dsn = parse_dsn(&a, &bounces[0]);
-    assert!(
-        dsn.contains("rfc822; bob@remote.test failed 5.2.2 smtp; 550 first line / 550 5.2.2 mailbox full\n"),
-        "{dsn}"
-    );
-    assert!(dsn.contains("remote-mta rfc822; bob@remote.test dns; mx.remote.test\n"), "{dsn}");
-    let raw = std::fs::read_to_string(&bounces[0]).unwrap();
-    assert!(
-        raw.contains("\nStatus: 5.2.2\nRemote-MTA: dns; mx.remote.test\nDiagnostic-Code: smtp; 550 "),
-        "{raw}"
-    );
-    assert!(raw.contains("<bob@remote.test>: mx.remote.test said: 550 first line"), "{raw}");
+    for (n, to) in ["bob@remote.test", "carol@remote.test"].into_iter().enumerate() {
+        let id = send(&a, "alice@example.com", &[to], "Subject: full\r\n\r\nbody");
+        a.wait_log(&[&format!("id={id}"), &format!("to=<{to}>"), "status=failed", "5.2.2 mailbox full"]);
+        let bounces = a.wait_inbox("example.com", "alice", n + 1);
+        let bounce = bounces
+            .iter()
+            .find(|b| std::fs::read_to_string(b).unwrap().contains(&format!("Final-Recipient: rfc822; {to}")))
+            .unwrap();
+        let dsn = parse_dsn(&a, bounce);
+        let failed = format!("rfc822; {to} failed 5.2.2 smtp; 550 first line / 550 5.2.2 mailbox full\n");
+        assert!(dsn.contains(&failed), "{dsn}");
+        assert!(dsn.contains(&format!("remote-mta rfc822; {to} dns; mx.remote.test\n")), "{dsn}");
+        let raw = std::fs::read_to_string(bounce).unwrap();
+        let fields = "\nStatus: 5.2.2\nRemote-MTA: dns; mx.remote.test\nDiagnostic-Code: smtp; 550 ";
+        assert!(raw.contains(fields), "{raw}");
+        assert!(raw.contains(&format!("<{to}>: mx.remote.test said: 550 first line")), "{raw}");
+    }
+    assert!(remote.received().is_empty());
 }
 
 #[test]
