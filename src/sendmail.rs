@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::Config;
 use crate::envelope::{Path, parse_path};
 use crate::logtext::quoted;
+use crate::smtp::client::{DotStuffer, ReplyReader};
 
 /// sysexits.h
 pub const EX_OK: u8 = 0;
@@ -420,9 +421,10 @@ pub fn relay_smtp(target: &Target) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The conversation with the local server.
 struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    stream: TcpStream,
+    replies: ReplyReader,
 }
 
 impl Smtp {
@@ -431,31 +433,24 @@ impl Smtp {
             fail(EX_UNAVAILABLE, format!("cannot reach the mail server at {addr}: {e}; is postern running?"))
         })?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
-        let writer = stream.try_clone().map_err(|e| fail(EX_IOERR, e.to_string()))?;
-        Ok(Smtp { reader: BufReader::new(stream), writer })
+        Ok(Smtp { stream, replies: ReplyReader::default() })
     }
 
+    /// The next reply: its code and its lines on one line.
     fn reply(&mut self) -> Result<(u16, String), Failure> {
-        let mut text = Vec::new();
         loop {
-            let mut line = String::new();
-            let n = self
-                .reader
-                .read_line(&mut line)
-                .map_err(|e| fail(EX_TEMPFAIL, format!("the server: {e}")))?;
+            match self.replies.next_reply() {
+                Ok(Some(r)) => return Ok((r.code, r.text())),
+                Ok(None) => {}
+                Err(e) => return Err(fail(EX_PROTOCOL, format!("the server: {e}"))),
+            }
+            let mut chunk = [0u8; 4096];
+            let n =
+                self.stream.read(&mut chunk).map_err(|e| fail(EX_TEMPFAIL, format!("the server: {e}")))?;
             if n == 0 {
                 return Err(fail(EX_TEMPFAIL, "the server closed the connection"));
             }
-            let line = line.trim_end().to_string();
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| fail(EX_PROTOCOL, format!("not an SMTP reply: {line}")))?;
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            text.push(line);
-            if last {
-                return Ok((code, text.join(" ")));
-            }
+            self.replies.push(&chunk[..n]);
         }
     }
 
@@ -468,34 +463,23 @@ impl Smtp {
         }
     }
 
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.stream.write_all(bytes).map_err(|e| fail(EX_TEMPFAIL, e.to_string()))
+    }
+
     fn command_reply(&mut self, line: &str) -> Result<(u16, String), Failure> {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .map_err(|e| fail(EX_TEMPFAIL, e.to_string()))?;
+        self.write(format!("{line}\r\n").as_bytes())?;
         self.reply()
     }
 
     fn command(&mut self, line: &str, want: u16, code_if_5xx: u8) -> Result<(), Failure> {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .map_err(|e| fail(EX_TEMPFAIL, e.to_string()))?;
+        self.write(format!("{line}\r\n").as_bytes())?;
         self.expect(want, code_if_5xx)
     }
 
     /// The message, dot-stuffed, then the final dot.
     fn send_body(&mut self, message: &[u8]) -> Result<(), Failure> {
-        let mut out = Vec::with_capacity(message.len() + 64);
-        for line in message.split_inclusive(|&b| b == b'\n') {
-            if line.starts_with(b".") {
-                out.push(b'.');
-            }
-            out.extend_from_slice(line);
-        }
-        if !out.ends_with(b"\r\n") && !out.is_empty() {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-        self.writer.write_all(&out).map_err(|e| fail(EX_TEMPFAIL, e.to_string()))
+        self.write(&DotStuffer::stuff(message))
     }
 }
 

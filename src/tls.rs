@@ -1,15 +1,17 @@
 //! TLS: the rustls server config, built from the configured PEM files or from a
-//! self-signed certificate generated once into the data dir. The only module
-//! that reads key files.
+//! self-signed certificate generated once into the data dir, and the outbound
+//! client's configs. The only module that reads key and certificate files.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring::default_provider;
+use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 #[cfg(test)]
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -211,6 +213,100 @@ fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), Tls
         .map_err(|e| TlsError(format!("cannot write the generated certificate in {}: {e}", dir.display())))?;
     log::info!("generated a self-signed certificate for {hostname} in {}", dir.display());
     Ok(())
+}
+
+/// Where the system keeps its trusted roots (Debian and Raspberry Pi OS).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The outbound client's TLS configs, one for each way it uses TLS.
+#[derive(Clone, Debug)]
+pub struct ClientConfigs {
+    /// For smarthosts: the certificate is verified against the system's
+    /// roots and `ca_file`, for the host name.
+    pub verified: Arc<ClientConfig>,
+    /// For MX hosts (RFC 7435): the handshake is checked, the certificate
+    /// is not, as no MX can be expected to have one that matches.
+    pub opportunistic: Arc<ClientConfig>,
+}
+
+/// Builds the client configs: the system's trusted roots (a warning when
+/// they cannot be read) and those in `ca_file`.
+///
+/// # Errors
+/// When `ca_file` cannot be read or holds no certificate.
+pub fn client_configs(ca_file: Option<&Path>) -> Result<ClientConfigs, TlsError> {
+    let provider = Arc::new(default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let system = PathBuf::from(SYSTEM_ROOTS);
+    for path in std::iter::once(system.as_path()).chain(ca_file) {
+        let configured = Some(path) == ca_file;
+        let certs = match CertificateDer::pem_file_iter(path) {
+            Ok(iter) => iter.filter_map(Result::ok).collect::<Vec<_>>(),
+            Err(e) if configured => {
+                return Err(TlsError(format!("outbound.ca_file {}: {e}", path.display())));
+            }
+            Err(e) => {
+                log::warn!("cannot read the system's trusted certificates {}: {e}", path.display());
+                continue;
+            }
+        };
+        if certs.is_empty() && configured {
+            return Err(TlsError(format!("outbound.ca_file {}: no certificate in the file", path.display())));
+        }
+        roots.add_parsable_certificates(certs);
+    }
+    let verified = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let opportunistic = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(ClientConfigs { verified: Arc::new(verified), opportunistic: Arc::new(opportunistic) })
+}
+
+/// Opportunistic TLS to MX hosts: the handshake is checked, the certificate
+/// is not (RFC 7435).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The SHA-256 fingerprint of a certificate, as colon-separated hex.

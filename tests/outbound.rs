@@ -37,7 +37,8 @@ fn send(p: &Postern, from: &str, to: &[&str], body: &str) -> String {
 }
 
 /// Parses a DSN file with Python's email package; returns lines of
-/// `content-type`, then `recipient action status diagnostic` per recipient.
+/// `content-type`, then `recipient action status diagnostic` and
+/// `remote-mta recipient remote-mta` per recipient.
 fn parse_dsn(p: &Postern, path: &std::path::Path) -> String {
     p.python(&format!(
         r#"
@@ -49,6 +50,7 @@ status = parts[1]
 assert status.get_content_type() == "message/delivery-status", status.get_content_type()
 for group in status.get_payload()[1:]:
     print(group["Final-Recipient"], group["Action"], group["Status"], group.get("Diagnostic-Code", "-"))
+    print("remote-mta", group["Final-Recipient"], group.get("Remote-MTA", "-"))
 print("headers-part", parts[2].get_content_type())
 "#,
         path = path.display().to_string()
@@ -154,6 +156,35 @@ fn a_remote_that_never_answers_times_out_and_is_retried() {
 }
 
 #[test]
+fn a_multiline_refusal_bounces_with_its_last_lines_status_and_the_remote_mta() {
+    let dns = Dns::start();
+    // RFC 2034: the enhanced code is on the last line, not the first. The
+    // first message is refused at RCPT, the second at the final dot.
+    const FULL: &str = "550-first line\r\n550 5.2.2 mailbox full";
+    let remote = FakeMx::start(|n| if n == 0 { Behaviour::Rcpt(FULL) } else { Behaviour::Data(FULL) });
+    dns.mx("remote.test", "mx.remote.test", LOCALHOST);
+    let a = Postern::start(&outbound(&dns, remote.addr.port(), "retry_first = \"1h\"\n"));
+    for (n, to) in ["bob@remote.test", "carol@remote.test"].into_iter().enumerate() {
+        let id = send(&a, "alice@example.com", &[to], "Subject: full\r\n\r\nbody");
+        a.wait_log(&[&format!("id={id}"), &format!("to=<{to}>"), "status=failed", "5.2.2 mailbox full"]);
+        let bounces = a.wait_inbox("example.com", "alice", n + 1);
+        let bounce = bounces
+            .iter()
+            .find(|b| std::fs::read_to_string(b).unwrap().contains(&format!("Final-Recipient: rfc822; {to}")))
+            .unwrap();
+        let dsn = parse_dsn(&a, bounce);
+        let failed = format!("rfc822; {to} failed 5.2.2 smtp; 550 first line / 550 5.2.2 mailbox full\n");
+        assert!(dsn.contains(&failed), "{dsn}");
+        assert!(dsn.contains(&format!("remote-mta rfc822; {to} dns; mx.remote.test\n")), "{dsn}");
+        let raw = std::fs::read_to_string(bounce).unwrap();
+        let fields = "\nStatus: 5.2.2\nRemote-MTA: dns; mx.remote.test\nDiagnostic-Code: smtp; 550 ";
+        assert!(raw.contains(fields), "{raw}");
+        assert!(raw.contains(&format!("<{to}>: mx.remote.test said: 550 first line")), "{raw}");
+    }
+    assert!(remote.received().is_empty());
+}
+
+#[test]
 fn null_mx_and_missing_domains_bounce_at_once_in_one_report() {
     let dns = Dns::start();
     dns.set("nullmx.test", Zone { mx: vec![(0, ".".into())], ..Zone::default() });
@@ -164,6 +195,8 @@ fn null_mx_and_missing_domains_bounce_at_once_in_one_report() {
     let dsn = parse_dsn(&a, &bounces[0]);
     assert!(dsn.contains("rfc822; x@nullmx.test failed 5.1.10"), "{dsn}");
     assert!(dsn.contains("rfc822; y@gone.test failed 5.1.2"), "{dsn}");
+    // No remote MTA said anything: none is named.
+    assert!(dsn.contains("remote-mta rfc822; x@nullmx.test -\n"), "{dsn}");
 }
 
 #[test]
@@ -201,6 +234,7 @@ fn one_delay_notice_after_the_delay_then_quiet() {
     let dsn = parse_dsn(&a, &notices[0]);
     assert!(dsn.contains("Delayed Mail"), "{dsn}");
     assert!(dsn.contains("rfc822; bob@remote.test delayed 4.3.0"), "{dsn}");
+    assert!(dsn.contains("remote-mta rfc822; bob@remote.test dns; mx.remote.test\n"), "{dsn}");
     // Two more attempts after the notice, and still one notice.
     let attempts_now = a.count_log(&[&format!("id={id}"), "status=deferred"]);
     wait_for("two more attempts", || {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern::deliver::remote::{Reply, ReplyReader};
+use postern::smtp::client::{ReplyReader, Response};
 
 mod split;
 
@@ -16,7 +16,7 @@ enum End {
     Failed(String),
 }
 
-fn read(input: &[u8], cuts: &[usize]) -> (Vec<Reply>, End) {
+fn read(input: &[u8], cuts: &[usize]) -> (Vec<Response>, End) {
     let mut reader = ReplyReader::default();
     let mut replies = Vec::new();
     let mut pos = 0;
@@ -34,7 +34,7 @@ fn read(input: &[u8], cuts: &[usize]) -> (Vec<Reply>, End) {
     (replies, End::Waiting(!reader.is_empty()))
 }
 
-fn check(reply: &Reply) {
+fn check(reply: &Response) {
     assert!((200..600).contains(&reply.code), "code {}", reply.code);
     assert!(!reply.lines.is_empty());
     for line in &reply.lines {
@@ -43,6 +43,8 @@ fn check(reply: &Reply) {
     let total: usize = reply.lines.iter().map(|l| l.len() + 4).sum();
     assert!(total <= 2 * 64 * 1024, "reply of {total} octets");
     let _ = (reply.text(), reply.has("PIPELINING"), reply.params("SIZE"), reply.params("AUTH"));
+    let status = reply.status();
+    assert_eq!(status.class(), reply.class(), "{status} for a {}", reply.code);
 
     // Written as a server writes it, read back the same.
     if total < 60 * 1024 {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use smol::future::FutureExt as _;
 
 use super::DeliveryError;
+use crate::smtp::client::EnhancedCode;
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
@@ -158,7 +159,7 @@ impl Pending {
     /// # Errors
     /// As [`deliver`].
     pub async fn wait(self) -> Answer {
-        let stopped = || DeliveryError::Transient("the Maildir writer has stopped".into());
+        let stopped = || DeliveryError::system("the Maildir writer has stopped");
         self.0.ok_or_else(stopped)?.recv().await.map_err(|_| stopped())?
     }
 }
@@ -231,10 +232,7 @@ fn deliver_batch(jobs: Vec<Job>) -> Vec<Answer> {
     for (slot, answer) in slots.into_iter().zip(settle(items)) {
         answers[slot] = Some(answer);
     }
-    answers
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err(DeliveryError::Transient("not written".into()))))
-        .collect()
+    answers.into_iter().map(|a| a.unwrap_or_else(|| Err(DeliveryError::system("not written")))).collect()
 }
 
 /// For each job that asks for it ([`Key::look`]), the copy an earlier
@@ -278,7 +276,7 @@ fn find_earlier(jobs: &[Job]) -> Vec<Result<Option<PathBuf>, DeliveryError>> {
                 return Ok(Some(path.clone()));
             }
             match failed.get(dir) {
-                Some(e) => Err(DeliveryError::Transient(format!("cannot look for an earlier copy: {e}"))),
+                Some(e) => Err(DeliveryError::system(format!("cannot look for an earlier copy: {e}"))),
                 None => Ok(None),
             }
         })
@@ -299,8 +297,8 @@ fn unique_part(name: &str) -> Option<&str> {
 /// see [`Job`] for the other arguments.
 ///
 /// # Errors
-/// [`DeliveryError::Permanent`] when over quota, else
-/// [`DeliveryError::Transient`]; a partly written file is removed.
+/// A permanent [`DeliveryError`] (`5.2.2`) when over quota, else a transient
+/// one (`4.3.0`); a partly written file is removed.
 pub fn deliver(
     dir: &Path,
     hostname: &str,
@@ -317,7 +315,7 @@ pub fn deliver(
         body: Box::new(body),
         key,
     };
-    deliver_batch(vec![job]).pop().unwrap_or_else(|| Err(DeliveryError::Transient("not written".into())))
+    deliver_batch(vec![job]).pop().unwrap_or_else(|| Err(DeliveryError::system("not written")))
 }
 
 /// A file written into `tmp/`, not yet durable nor in `new/`.
@@ -467,7 +465,7 @@ fn settle(placed: Vec<Placed>) -> Vec<Answer> {
                     if !p.earlier {
                         let _ = fs::remove_file(&p.path);
                     }
-                    Err(DeliveryError::Transient(format!("{}: {e}", p.dir.display())))
+                    Err(DeliveryError::system(format!("{}: {e}", p.dir.display())))
                 }
             }
         })
@@ -478,7 +476,7 @@ fn settle(placed: Vec<Placed>) -> Vec<Answer> {
 /// rather than the writer thread and every delivery after it.
 fn stage_guarded(job: Job) -> Result<Staged, DeliveryError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage(job)))
-        .unwrap_or_else(|_| Err(DeliveryError::Transient("writing the Maildir file panicked".into())))
+        .unwrap_or_else(|_| Err(DeliveryError::system("writing the Maildir file panicked")))
 }
 
 /// Writes one job's file into `tmp/`, without waiting for the disk.
@@ -564,9 +562,10 @@ fn name_safe(hostname: &str) -> String {
 fn classify(what: &str, e: io::Error) -> DeliveryError {
     let text = format!("{what}: {e}");
     if e.kind() == io::ErrorKind::QuotaExceeded {
-        DeliveryError::Permanent(format!("mailbox over quota: {text}"))
+        // Over quota is permanent here: a full mailbox (5.2.2).
+        DeliveryError::new(EnhancedCode::new(5, 2, 2), format!("mailbox over quota: {text}"))
     } else {
-        DeliveryError::Transient(text)
+        DeliveryError::system(text)
     }
 }
 
@@ -725,7 +724,7 @@ mod tests {
         // A failure among them is answered on its own.
         fs::write(root.path().join("example.org"), b"in the way").unwrap();
         let bad = Job { dir: path(root.path(), "example.org", "carol"), ..job("x", b"c\r\n") };
-        assert!(matches!(smol::block_on(writer.deliver(bad)), Err(DeliveryError::Transient(_))));
+        assert!(matches!(smol::block_on(writer.deliver(bad)), Err(ref e) if e.is_transient()));
     }
 
     #[test]
@@ -807,7 +806,7 @@ mod tests {
         let dir = path(root.path(), "example.com", "alice");
         let err = deliver(&dir, "mx", "", 4, key(1, false), |_| Err(io::Error::other("store read failed")))
             .unwrap_err();
-        assert!(matches!(err, DeliveryError::Transient(ref s) if s.contains("store read failed")), "{err:?}");
+        assert!(err.is_transient() && err.text().contains("store read failed"), "{err:?}");
         assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 0);
     }
@@ -818,6 +817,6 @@ mod tests {
         fs::write(root.path().join("example.com"), b"not a directory").unwrap();
         let dir = path(root.path(), "example.com", "alice");
         let err = deliver(&dir, "mx", "", 0, key(1, false), |_| Ok(())).unwrap_err();
-        assert!(matches!(err, DeliveryError::Transient(_)), "{err:?}");
+        assert!(err.is_transient(), "{err:?}");
     }
 }

@@ -108,13 +108,14 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
                 .iter()
                 .map(|r| {
                     (r.status == Status::Pending).then(|| {
-                        Err(crate::deliver::DeliveryError::Permanent(
-                            "5.0.0 returned to the sender by the postmaster".into(),
+                        Err(crate::deliver::DeliveryError::ours(
+                            crate::smtp::client::EnhancedCode::new(5, 0, 0),
+                            "returned to the sender by the postmaster",
                         ))
                     })
                 })
                 .collect();
-            let report = queue.settle(&mut m, results, settings, 0.5);
+            let report = queue.conclude(&mut m, results, settings, 0.5);
             queue.write(Write::Update { message: m, report }).await.map_err(|e| e.to_string())?;
             queue.wake();
             Ok(format!("{id} bounced\n"))

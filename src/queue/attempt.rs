@@ -15,13 +15,18 @@ use super::{HOLD_BROKEN, Queue};
 use crate::Settings;
 use crate::accounts::Resolution;
 use crate::deliver::remote::{Client, Outgoing, RecipientResult};
-use crate::deliver::{DeliveryError, maildir};
+use crate::deliver::{Class, DeliveryError, maildir};
 use crate::envelope::{Address, Route};
 use crate::logtext::{printable, quoted, word};
 use crate::message::delivery_headers;
+use crate::smtp::client::EnhancedCode;
 
 /// The most header bytes of the original message a report quotes.
 const MAX_QUOTED_HEADERS: usize = 64 * 1024;
+
+/// The status of a recipient given up on for its age (RFC 3463: delivery
+/// time expired), when its last error said nothing more definite.
+const EXPIRED: EnhancedCode = EnhancedCode::new(4, 4, 7);
 
 impl Queue {
     /// Delivers message `id` to every pending recipient and records the outcome.
@@ -78,7 +83,7 @@ impl Queue {
                 results.iter_mut().map(|r| if matches!(r, Some(Ok(_))) { r.take() } else { None }).collect();
             if early.iter().any(Option::is_some) {
                 // Deliveries alone call for no report.
-                let _ = self.settle(&mut message, early, settings, jitter);
+                let _ = self.conclude(&mut message, early, settings, jitter);
                 self.progress(message.clone());
             }
         }
@@ -108,7 +113,7 @@ impl Queue {
         }
         // The remote connections are over: another attempt may use the place.
         let _ = self.events.try_send(super::Event::Delivered(id));
-        let report = self.settle(&mut message, results, settings, jitter);
+        let report = self.conclude(&mut message, results, settings, jitter);
         self.record(message, report);
         // A crash before a remote 250 is recorded sends the message again
         // (RFC 1047): that record waits for no company.
@@ -141,7 +146,10 @@ impl Queue {
         settings: &Settings,
     ) -> Result<maildir::Pending, DeliveryError> {
         if !settings.accounts.is_user(user, domain) {
-            return Err(DeliveryError::Permanent(format!("5.1.1 mailbox {user}@{domain} no longer exists")));
+            return Err(DeliveryError::ours(
+                EnhancedCode::new(5, 1, 1),
+                format!("mailbox {user}@{domain} no longer exists"),
+            ));
         }
         let config = &settings.config;
         let dir = maildir::path(&config.mail_root, domain.as_str(), user);
@@ -169,7 +177,7 @@ impl Queue {
 
     /// Applies the results to the message's recipients, logs each, sets the
     /// next attempt, and writes the report the changes call for.
-    pub(super) fn settle(
+    pub(super) fn conclude(
         &self,
         message: &mut Message,
         results: Vec<Option<RecipientResult>>,
@@ -197,28 +205,27 @@ impl Queue {
                     r.last_error.clear();
                     log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result={}", r.attempts, quoted(&how));
                 }
-                Err(DeliveryError::Permanent(e)) => {
+                Err(e) if e.class() == Class::Permanent => {
                     self.stats.count(Outcome::Failed, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error={}", quoted(&e));
+                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error={}", quoted(e.text()));
                     r.status = Status::Failed;
-                    r.last_error = printable(&e);
-                    let mut report = report_for(r, "5.0.0");
-                    // A permanent failure reads 5.x.y, whatever class the server wrote.
-                    report.status.replace_range(..1, "5");
-                    failed.push(report);
+                    r.last_error = printable(e.text());
+                    failed.push(report_for(r, &e, e.status()));
                 }
-                Err(DeliveryError::Transient(e)) if expired => {
+                Err(e) if expired => {
                     self.stats.count(Outcome::Failed, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error={}", quoted(&e));
+                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error={}", quoted(e.text()));
                     r.status = Status::Failed;
-                    r.last_error = printable(&e);
-                    failed.push(report_for(r, "4.4.7"));
+                    r.last_error = printable(e.text());
+                    // It failed for its age, unless the last error says more.
+                    let status = if e.status().is_unspecific() { EXPIRED } else { e.status() };
+                    failed.push(report_for(r, &e, status));
                 }
-                Err(DeliveryError::Transient(e)) => {
+                Err(e) => {
                     self.stats.count(Outcome::Deferred, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error={}", r.attempts, quoted(&e));
-                    r.last_error = printable(&e);
-                    delayed.push(report_for(r, "4.0.0"));
+                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error={}", r.attempts, quoted(e.text()));
+                    r.last_error = printable(e.text());
+                    delayed.push(report_for(r, &e, e.status()));
                 }
             }
         }
@@ -226,12 +233,12 @@ impl Queue {
             message.recipients.iter().filter(|r| r.status == Status::Pending).map(|r| r.attempts).max();
         message.next_attempt = now + schedule.delay(attempts.unwrap_or(1).max(1), jitter).as_secs().max(1);
         if !failed.is_empty() {
-            return self.report(message, bounce::Kind::Failed, &failed, settings);
+            return self.report(message, bounce::Notice::Failed, &failed, settings);
         }
         let late = now.saturating_sub(message.queued) >= config.queue.delay_notice.as_secs();
         if !delayed.is_empty() && late && !message.delay_notified && message.kind == Kind::Normal {
             message.delay_notified = true;
-            return self.report(message, bounce::Kind::Delayed, &delayed, settings);
+            return self.report(message, bounce::Notice::Delayed, &delayed, settings);
         }
         None
     }
@@ -242,7 +249,7 @@ impl Queue {
     fn report(
         &self,
         message: &Message,
-        kind: bounce::Kind,
+        notice: bounce::Notice,
         recipients: &[RecipientReport],
         settings: &Settings,
     ) -> Option<Box<(Message, Vec<u8>)>> {
@@ -254,7 +261,7 @@ impl Queue {
                 log::info!(target: "mail", "id={id} status=no-report reason=\"null sender\"");
                 return None;
             }
-            (Kind::Bounce, _) if kind == bounce::Kind::Failed => {
+            (Kind::Bounce, _) if notice == bounce::Notice::Failed => {
                 (Address::new("postmaster", accounts.primary_domain().clone()), Kind::DoubleBounce)
             }
             (Kind::Bounce, _) => return None,
@@ -285,7 +292,7 @@ impl Queue {
         let message_id = format!("<{report_id}.dsn@{hostname}>");
         let boundary = format!("{report_id}/{hostname}");
         let body = bounce::render(&Dsn {
-            kind,
+            notice,
             reporting_mta: hostname,
             queue_id: &id.to_string(),
             original_sender: &to.to_string(),
@@ -317,54 +324,19 @@ impl Queue {
                 })
                 .collect(),
         };
-        let what = if kind == bounce::Kind::Failed { "bounced" } else { "delay-notice" };
+        let what = if notice == bounce::Notice::Failed { "bounced" } else { "delay-notice" };
         log::info!(target: "mail", "id={id} status={what} report={report_id} to=<{}>", word(&to.to_string()));
         Some(Box::new((report, body)))
     }
 }
 
-/// The report line for one recipient, its status taken from the error text
-/// (`550 5.1.1 ...` or `5.1.1 ...`) or `default`.
-fn report_for(r: &Recipient, default: &str) -> RecipientReport {
+/// The report on one recipient that `e` failed or delays: `status`, the
+/// error's text as stored, and the remote MTA that said it.
+fn report_for(r: &Recipient, e: &DeliveryError, status: EnhancedCode) -> RecipientReport {
     RecipientReport {
         recipient: r.route.address(),
-        status: status_in(&r.last_error).unwrap_or_else(|| default.to_string()),
+        status: status.to_string(),
         diagnostic: (!r.last_error.is_empty()).then(|| r.last_error.clone()),
-        remote_mta: None,
-    }
-}
-
-/// The first enhanced status code (`4.x.y` or `5.x.y`) among the first
-/// words of a reply or error text.
-fn status_in(text: &str) -> Option<String> {
-    text.split_whitespace().take(3).find_map(|w| {
-        let mut parts = w.split('.');
-        let class = parts.next()?;
-        let (a, b) = (parts.next()?, parts.next()?);
-        let ok = matches!(class, "2" | "4" | "5")
-            && parts.next().is_none()
-            && [a, b].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()));
-        ok.then(|| w.to_string())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_codes_in_error_texts() {
-        let cases = [
-            ("550 5.1.1 <bob@example.org>: no such user", Some("5.1.1")),
-            ("5.1.10 example.org accepts no mail (null MX)", Some("5.1.10")),
-            ("451 try again later", None),
-            ("mx.example.org [192.0.2.1]: cannot connect: refused", None),
-            ("4.4.3 lookup timed out", Some("4.4.3")),
-            ("552 5.3.4 message size 100 exceeds", Some("5.3.4")),
-            ("", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(status_in(text).as_deref(), want, "{text}");
-        }
+        remote_mta: e.remote_mta().map(printable),
     }
 }

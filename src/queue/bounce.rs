@@ -18,15 +18,18 @@ pub struct RecipientReport {
     pub recipient: String,
     /// Enhanced status code, e.g. "5.1.1" or "4.4.1".
     pub status: String,
-    /// The remote server's reply, possibly multi-line, or `None`.
+    /// The remote server's reply (its lines joined on one line), or our
+    /// own words; `None` when there is nothing to say.
     pub diagnostic: Option<String>,
-    /// The host that answered, e.g. "mx.example.org".
+    /// The host whose reply the diagnostic is, e.g. "mx.example.org"; `None`
+    /// when no remote server said it.
     pub remote_mta: Option<String>,
 }
 
-/// Whether the report says the message failed or is only delayed.
+/// Which report this is: a failure notice (a bounce) or a delay notice,
+/// as its recipients' `Action` field says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum Notice {
     /// `Action: failed`: delivery has been given up.
     Failed,
     /// `Action: delayed`: delivery is still being retried.
@@ -36,7 +39,7 @@ pub enum Kind {
 /// Everything needed to write a DSN.
 pub struct Dsn<'a> {
     /// Failed or delayed; applies to every recipient listed.
-    pub kind: Kind,
+    pub notice: Notice,
     /// Our hostname.
     pub reporting_mta: &'a str,
     /// The original message's queue id.
@@ -80,9 +83,9 @@ pub fn render(d: &Dsn<'_>) -> Vec<u8> {
         |out: &mut Vec<u8>, name: &str, value: &str| push_folded(out, &format!("{name}: "), value, " ");
     field(&mut out, "From", &format!("Mail Delivery System <MAILER-DAEMON@{}>", d.reporting_mta));
     field(&mut out, "To", &format!("<{}>", d.original_sender));
-    let subject = match d.kind {
-        Kind::Failed => "Undelivered Mail Returned to Sender",
-        Kind::Delayed => "Delayed Mail (still being retried)",
+    let subject = match d.notice {
+        Notice::Failed => "Undelivered Mail Returned to Sender",
+        Notice::Delayed => "Delayed Mail (still being retried)",
     };
     field(&mut out, "Subject", subject);
     field(&mut out, "Date", &now);
@@ -123,14 +126,14 @@ fn explain(out: &mut Vec<u8>, d: &Dsn<'_>) {
         out.extend_from_slice(b"\r\n");
     };
     para(out, &format!("This is the mail system at host {}.", d.reporting_mta));
-    match d.kind {
-        Kind::Failed => para(
+    match d.notice {
+        Notice::Failed => para(
             out,
             "Your message could not be delivered to the recipients listed below. The errors are \
              permanent, so the mail system has given up and will not try again. Check the addresses, \
              or contact the recipients another way.",
         ),
-        Kind::Delayed => para(
+        Notice::Delayed => para(
             out,
             "Your message has not been delivered yet to the recipients listed below. This is only a \
              warning: the mail system will keep trying to deliver it, and you do not need to do \
@@ -141,13 +144,13 @@ fn explain(out: &mut Vec<u8>, d: &Dsn<'_>) {
     push_folded(out, "Arrived: ", &rfc5322_date(d.arrival), "  ");
     out.extend_from_slice(b"\r\n");
     for r in d.recipients {
-        let what = match (&r.remote_mta, &r.diagnostic, d.kind) {
+        let what = match (&r.remote_mta, &r.diagnostic, d.notice) {
             (Some(host), Some(diag), _) => format!("{host} said: {diag}"),
             (None, Some(diag), _) => diag.clone(),
-            (Some(host), None, Kind::Failed) => format!("delivery to {host} failed"),
-            (Some(host), None, Kind::Delayed) => format!("delivery to {host} has not succeeded yet"),
-            (None, None, Kind::Failed) => "delivery failed".to_string(),
-            (None, None, Kind::Delayed) => "not delivered yet".to_string(),
+            (Some(host), None, Notice::Failed) => format!("delivery to {host} failed"),
+            (Some(host), None, Notice::Delayed) => format!("delivery to {host} has not succeeded yet"),
+            (None, None, Notice::Failed) => "delivery failed".to_string(),
+            (None, None, Notice::Delayed) => "not delivered yet".to_string(),
         };
         push_folded(out, "", &format!("<{}>: {what} (status {})", r.recipient, r.status), "    ");
     }
@@ -159,9 +162,9 @@ fn delivery_status(out: &mut Vec<u8>, d: &Dsn<'_>, now: &str) {
     field(out, "Reporting-MTA: dns; ", d.reporting_mta);
     field(out, "X-Postern-Queue-ID: ", d.queue_id);
     field(out, "Arrival-Date: ", &rfc5322_date(d.arrival));
-    let action = match d.kind {
-        Kind::Failed => "failed",
-        Kind::Delayed => "delayed",
+    let action = match d.notice {
+        Notice::Failed => "failed",
+        Notice::Delayed => "delayed",
     };
     for r in d.recipients {
         out.extend_from_slice(b"\r\n");
@@ -290,33 +293,6 @@ pub fn header_section(message: &[u8], limit: usize) -> &[u8] {
     }
 }
 
-/// The enhanced status code of an SMTP reply text like "550 5.1.1 no such user" ("5.1.1"), or a
-/// default derived from the reply code when it has none: "4.0.0" for a reply starting with `4`,
-/// "5.0.0" for anything else (5xx, and also text that is not a reply at all: a DSN reports a
-/// failure, so unknown means permanent). The code is looked for right after the reply code of
-/// each line, the first one found wins, and its class is made to agree with the reply code
-/// ("550 4.2.2" gives "5.2.2"), so `Status` never contradicts `Action`.
-pub fn status_of(reply: &str) -> String {
-    let class = if reply.trim_start().starts_with('4') { '4' } else { '5' };
-    for line in reply.lines() {
-        let line = line.trim_start();
-        let (Some(code), Some(rest)) = (line.get(..3), line.get(3..)) else { continue };
-        if !code.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Some(rest) = rest.strip_prefix([' ', '-']) else { continue };
-        let token = rest.split_whitespace().next().unwrap_or("");
-        let nums: Vec<&str> = token.split('.').collect();
-        let valid = nums.len() == 3
-            && matches!(nums[0], "2" | "4" | "5")
-            && nums[1..].iter().all(|n| (1..=3).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()));
-        if valid {
-            return format!("{class}.{}.{}", nums[1], nums[2]);
-        }
-    }
-    format!("{class}.0.0")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,9 +338,9 @@ mod tests {
         ]
     }
 
-    fn dsn<'a>(kind: Kind, recipients: &'a [RecipientReport], headers: &'a [u8]) -> Dsn<'a> {
+    fn dsn<'a>(notice: Notice, recipients: &'a [RecipientReport], headers: &'a [u8]) -> Dsn<'a> {
         Dsn {
-            kind,
+            notice,
             reporting_mta: "mx.example.com",
             queue_id: "0123abcd",
             original_sender: "alice@example.com",
@@ -398,7 +374,7 @@ mod tests {
     #[test]
     fn failed_structure() {
         let rcpts = recipients();
-        let msg = render(&dsn(Kind::Failed, &rcpts, HEADERS));
+        let msg = render(&dsn(Notice::Failed, &rcpts, HEADERS));
         assert_wire_clean(&msg);
         let s = String::from_utf8(msg).unwrap();
         let (head, body) = s.split_once("\r\n\r\n").unwrap();
@@ -455,7 +431,7 @@ mod tests {
             diagnostic: Some("451 4.4.1 try again later".into()),
             remote_mta: Some("mx.example.org".into()),
         }];
-        let msg = render(&dsn(Kind::Delayed, &rcpts, b""));
+        let msg = render(&dsn(Notice::Delayed, &rcpts, b""));
         assert_wire_clean(&msg);
         let s = String::from_utf8(msg).unwrap();
         assert!(s.contains("\r\nSubject: Delayed Mail (still being retried)\r\n"));
@@ -485,7 +461,7 @@ mod tests {
         headers.extend_from_slice(b"\nX-Long: ");
         headers.extend_from_slice(&[b'a'; 1500]);
         headers.extend_from_slice(b" tail\r\r\n--=_postern_0123abcd--\r\nX-Bare: cr\rX-Last: 1");
-        let msg = render(&dsn(Kind::Failed, &rcpts, &headers));
+        let msg = render(&dsn(Notice::Failed, &rcpts, &headers));
         assert_wire_clean(&msg);
         let s = String::from_utf8(msg).unwrap(); // no UTF-8 sequence was split
         assert!(!s.contains("\r\nBcc:"));
@@ -505,7 +481,7 @@ mod tests {
             diagnostic: None,
             remote_mta: None,
         }];
-        let msg = render(&dsn(Kind::Failed, &rcpts, HEADERS));
+        let msg = render(&dsn(Notice::Failed, &rcpts, HEADERS));
         assert_wire_clean(&msg);
         let s = String::from_utf8(msg).unwrap();
         assert!(s.contains("Final-Recipient: rfc822; jörg@exämple.org\r\n"));
@@ -527,23 +503,6 @@ mod tests {
     }
 
     #[test]
-    fn status_of_cases() {
-        assert_eq!(status_of("550 5.1.1 x"), "5.1.1");
-        assert_eq!(status_of("451 try later"), "4.0.0");
-        assert_eq!(status_of("554-5.7.1 multi\r\n554 5.7.1 line"), "5.7.1");
-        assert_eq!(status_of("550-first line\r\n550 5.2.2 mailbox full"), "5.2.2");
-        assert_eq!(status_of("452 4.2.2 over quota"), "4.2.2");
-        assert_eq!(status_of("550 4.2.2 class disagrees"), "5.2.2");
-        assert_eq!(status_of("550 5.1.10 null mx"), "5.1.10");
-        assert_eq!(status_of("550 5.1 not a code"), "5.0.0");
-        assert_eq!(status_of("550"), "5.0.0");
-        assert_eq!(status_of("421"), "4.0.0");
-        assert_eq!(status_of("garbage"), "5.0.0");
-        assert_eq!(status_of(""), "5.0.0");
-        assert_eq!(status_of("5é1 ünïcode"), "5.0.0");
-    }
-
-    #[test]
     fn python_email_package_parses_it() {
         let mut rcpts = recipients();
         rcpts.push(RecipientReport {
@@ -552,7 +511,7 @@ mod tests {
             diagnostic: Some("554 5.7.1 rejected".into()),
             remote_mta: Some("mx.example.net".into()),
         });
-        let msg = render(&dsn(Kind::Failed, &rcpts, HEADERS));
+        let msg = render(&dsn(Notice::Failed, &rcpts, HEADERS));
         let path = std::env::temp_dir().join(format!("postern-dsn-{}.eml", std::process::id()));
         std::fs::write(&path, &msg).unwrap();
         let script = r#"

@@ -1,5 +1,5 @@
-//! A scripted SMTP server on 127.0.0.1 for the tests: answers RCPT as the
-//! test says, records what it received, and can hang to simulate a dead peer.
+//! A scripted SMTP server on 127.0.0.1 for the tests: answers RCPT or the
+//! final dot as the test says, records what it received, and can hang to simulate a dead peer.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,6 +21,9 @@ pub enum Behaviour {
     Silent,
     /// Take the whole message, then never answer the final dot.
     HangAfterData,
+    /// Accept every RCPT, take the whole message, and answer the final dot
+    /// with this line (or lines), e.g. "554 5.7.1 rejected".
+    Data(&'static str),
 }
 
 /// A message the server accepted.
@@ -159,6 +162,10 @@ fn serve(
                     thread::sleep(Duration::from_millis(50));
                 }
                 return Ok(());
+            }
+            if let Behaviour::Data(reply) = behaviour {
+                out.write_all(format!("{reply}\r\n").as_bytes())?;
+                continue;
             }
             received.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data });
             out.write_all(b"250 2.0.0 queued\r\n")?;
