@@ -25,6 +25,7 @@ const EX_USAGE: u8 = 64;
 const EX_DATAERR: u8 = 65;
 const EX_OSERR: u8 = 71;
 const EX_IOERR: u8 = 74;
+const EX_NOPERM: u8 = 77;
 const EX_CONFIG: u8 = 78;
 
 enum Source {
@@ -251,6 +252,33 @@ fn queue(args: &[String]) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // Root works as the owner of the data dir before it touches anything in
+    // it (the control socket included), so that what it creates there is the
+    // server's. No thread has started yet, as the switch needs.
+    let root = rustix::process::geteuid().is_root();
+    let owner = match std::fs::metadata(&config.data_dir) {
+        Ok(meta) => postern::identity::Owner::of(&meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "postern: no data dir at {}: the server creates it when it first starts",
+                config.data_dir.display()
+            );
+            return ExitCode::from(postern::sendmail::EX_UNAVAILABLE);
+        }
+        Err(e) => {
+            eprintln!("postern: {}: {e}", config.data_dir.display());
+            return ExitCode::from(EX_IOERR);
+        }
+    };
+    if let Err(e) = postern::identity::become_owner(owner) {
+        eprintln!(
+            "postern: cannot switch to uid {} gid {}, the owner of {}: {e}",
+            owner.uid,
+            owner.gid,
+            config.data_dir.display()
+        );
+        return ExitCode::from(EX_OSERR);
+    }
     match postern::control::request(&config.data_dir, &cmd) {
         Ok(Some(out)) => {
             print!("{out}");
@@ -265,8 +293,22 @@ fn queue(args: &[String]) -> ExitCode {
     // No server: open the store here (its lock keeps a server from starting
     // meanwhile), but never make it: the server does, as its own user.
     let dir = postern::queue::dir(&config.data_dir);
-    let owner = match std::fs::metadata(&dir) {
-        Ok(meta) => postern::identity::Owner::of(&meta),
+    match std::fs::metadata(&dir) {
+        // Root opens only a queue that belongs to the data dir's owner: a
+        // link planted in the data dir must not lead it into another user's
+        // files.
+        Ok(meta) if root && postern::identity::Owner::of(&meta) != owner => {
+            let theirs = postern::identity::Owner::of(&meta);
+            eprintln!(
+                "postern: {} belongs to uid {}, not to uid {} who owns {}: not opening it",
+                dir.display(),
+                theirs.uid,
+                owner.uid,
+                config.data_dir.display()
+            );
+            return ExitCode::from(EX_NOPERM);
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("postern: no queue at {}: the server creates it when it first starts", dir.display());
             return ExitCode::from(postern::sendmail::EX_UNAVAILABLE);
@@ -275,17 +317,6 @@ fn queue(args: &[String]) -> ExitCode {
             eprintln!("postern: {}: {e}", dir.display());
             return ExitCode::from(EX_IOERR);
         }
-    };
-    // Root works as the queue's owner, so that what it creates there is the
-    // server's. No thread has started yet, as the switch needs.
-    if let Err(e) = postern::identity::become_owner(owner) {
-        eprintln!(
-            "postern: cannot switch to uid {} gid {}, the owner of {}: {e}",
-            owner.uid,
-            owner.gid,
-            dir.display()
-        );
-        return ExitCode::from(EX_OSERR);
     }
     let settings = postern::Settings::new(config);
     let queue = match postern::queue::Queue::open(&settings) {

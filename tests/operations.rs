@@ -345,6 +345,27 @@ fn stop(mut child: Child) {
 }
 
 #[test]
+fn root_does_not_follow_a_queue_link_into_another_users_directory() {
+    if !runs_as_root("root_does_not_follow_a_queue_link_into_another_users_directory") {
+        return;
+    }
+    let (dir, config) = packaged_dir();
+    // What a compromised server could plant in its own data dir: the queue
+    // as a link to a directory of another user's.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(12345), Some(12345)).unwrap();
+    let queue = dir.path().join("data/queue");
+    std::fs::remove_dir(&queue).unwrap();
+    std::os::unix::fs::symlink(&theirs, &queue).unwrap();
+    let out = queue_list(&config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{err}");
+    assert!(err.contains("belongs to uid 12345, not to uid 65534"), "{err}");
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0, "nothing made in the other user's directory");
+}
+
+#[test]
 fn queue_commands_run_by_root_leave_every_file_to_the_queue_owner() {
     if !runs_as_root("queue_commands_run_by_root_leave_every_file_to_the_queue_owner") {
         return;

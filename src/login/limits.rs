@@ -2,7 +2,7 @@
 //! sliding window, and per account for addresses that never logged in to it.
 //! Pure except for the clock passed in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -76,26 +76,38 @@ impl FailureLimiter {
 /// How many addresses an account remembers it logged in from.
 const KNOWN_PER_ACCOUNT: usize = 32;
 
-/// Failed logins per account, from addresses that never logged in to it.
-/// Past the budget such an address is refused before any password check, so
-/// many addresses guessing one account get only the budget between them; an
-/// address the account logged in from before (within `remember`) is never
-/// held to it. Checks still running count against the budget, as in
-/// [`FailureLimiter`], so parallel guesses cannot overshoot it. Only real
-/// accounts are counted, so the tables stay as small as the user list.
+/// How many login names the guard keeps at most. Names that are not
+/// accounts have budgets too (else a spent budget would tell which names
+/// exist), so a guesser could make up names without end; past this many,
+/// the name with the fullest budget and no known address is forgotten
+/// (forgetting it gives it a full budget, which it nearly had).
+const MAX_NAMES: usize = 4096;
+
+/// A budget of password checks per login name for addresses that never
+/// logged in with it: a bucket of `limit` checks that refills at `limit`
+/// per `window`. A wrong password spends a check, a right one gives it
+/// back. Once the bucket is empty such an address is refused before any
+/// check, until the bucket has refilled by one (a `window / limit` later:
+/// 36 s for 100 an hour): many addresses guessing one name get the budget
+/// between them, a burst of it and then one check at a time, while the
+/// owner on a new address still gets a turn now and then. An address that
+/// logged in with the name before (within `remember`) is never held to it.
+/// Checks still running have spent their check, as in [`FailureLimiter`],
+/// so parallel guesses cannot overshoot it. Every name is counted the same
+/// way, account or not, so the budget says nothing about which names exist.
 #[derive(Debug)]
 pub struct AccountGuard {
-    limit: usize,
+    limit: f64,
     window: Duration,
     remember: Duration,
-    accounts: HashMap<String, Account>,
+    names: HashMap<String, Account>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Account {
-    failures: VecDeque<Instant>,
-    /// Checks from unknown addresses begun and not yet ended.
-    pending: usize,
+    /// Checks left, as of `at`.
+    tokens: f64,
+    at: Instant,
     /// Client keys (see [`client_key`]) that logged in, with when they last did.
     known: Vec<(IpAddr, Instant)>,
 }
@@ -105,78 +117,107 @@ struct Account {
 #[derive(Debug)]
 #[must_use]
 pub struct AccountCheck {
-    /// Held against the budget (the address was not known).
+    /// Spent from the budget (the address was not known).
     counted: bool,
 }
 
 impl AccountGuard {
-    /// At most `limit` failures per `window` for one account from unknown
+    /// At most `limit` checks per `window` for one name from unknown
     /// addresses; a login from an address is remembered for `remember`.
     pub fn new(limit: usize, window: Duration, remember: Duration) -> AccountGuard {
-        AccountGuard { limit, window, remember, accounts: HashMap::new() }
+        AccountGuard { limit: limit.max(1) as f64, window, remember, names: HashMap::new() }
     }
 
-    /// True when `account` logged in from `ip` (or its /64) before.
-    pub fn known(&self, account: &str, ip: IpAddr, now: Instant) -> bool {
+    /// True when `name` logged in from `ip` (or its /64) before.
+    pub fn known(&self, name: &str, ip: IpAddr, now: Instant) -> bool {
         let key = client_key(ip);
-        self.accounts
-            .get(account)
+        self.names
+            .get(name)
             .is_some_and(|a| a.known.iter().any(|&(k, t)| k == key && now.duration_since(t) < self.remember))
     }
 
-    /// True when a password for `account` from `ip` may be checked now.
-    pub fn allows(&mut self, account: &str, ip: IpAddr, now: Instant) -> bool {
-        if self.known(account, ip, now) {
-            return true;
-        }
-        let window = self.window;
-        self.accounts.get_mut(account).is_none_or(|a| {
-            while a.failures.front().is_some_and(|t| now.duration_since(*t) >= window) {
-                a.failures.pop_front();
-            }
-            a.failures.len() + a.pending < self.limit
-        })
+    /// The checks `a` has left at `now`.
+    fn tokens(&self, a: &Account, now: Instant) -> f64 {
+        let refill =
+            now.saturating_duration_since(a.at).as_secs_f64() / self.window.as_secs_f64() * self.limit;
+        (a.tokens + refill).min(self.limit)
     }
 
-    /// Starts a password check for `account` from `ip`, or `None` when the
+    /// True when a password for `name` from `ip` may be checked now.
+    pub fn allows(&self, name: &str, ip: IpAddr, now: Instant) -> bool {
+        self.known(name, ip, now) || self.names.get(name).is_none_or(|a| self.tokens(a, now) >= 1.0)
+    }
+
+    /// Starts a password check for `name` from `ip`, or `None` when the
     /// budget is spent for this address.
-    pub fn begin(&mut self, account: &str, ip: IpAddr, now: Instant) -> Option<AccountCheck> {
-        if self.known(account, ip, now) {
+    pub fn begin(&mut self, name: &str, ip: IpAddr, now: Instant) -> Option<AccountCheck> {
+        if self.known(name, ip, now) {
             return Some(AccountCheck { counted: false });
         }
-        if !self.allows(account, ip, now) {
+        if !self.allows(name, ip, now) {
             return None;
         }
-        self.accounts.entry(account.to_string()).or_default().pending += 1;
+        let a = self.entry(name, now);
+        a.tokens -= 1.0;
         Some(AccountCheck { counted: true })
     }
 
     /// Ends a check begun with [`AccountGuard::begin`]: a right password
-    /// makes `ip` one of the account's own addresses, a wrong one counts
-    /// against the budget.
-    pub fn end(&mut self, account: &str, ip: IpAddr, check: AccountCheck, right: bool, now: Instant) {
-        let a = self.accounts.entry(account.to_string()).or_default();
+    /// gives its check back and makes `ip` one of the name's own addresses.
+    pub fn end(&mut self, name: &str, ip: IpAddr, check: AccountCheck, right: bool, now: Instant) {
+        if !right {
+            return;
+        }
+        let limit = self.limit;
+        let a = self.entry(name, now);
         if check.counted {
-            a.pending = a.pending.saturating_sub(1);
+            a.tokens = (a.tokens + 1.0).min(limit);
         }
-        if right {
-            let key = client_key(ip);
-            a.known.retain(|&(k, _)| k != key);
-            if a.known.len() >= KNOWN_PER_ACCOUNT {
-                // The least recently used goes.
-                let oldest = a.known.iter().enumerate().min_by_key(|(_, (_, t))| *t).map(|(i, _)| i);
-                if let Some(oldest) = oldest {
-                    a.known.swap_remove(oldest);
-                }
-            }
-            a.known.push((key, now));
-        } else {
-            a.failures.push_back(now);
-            // Older ones than the budget can never matter again.
-            while a.failures.len() > self.limit {
-                a.failures.pop_front();
+        let key = client_key(ip);
+        a.known.retain(|&(k, _)| k != key);
+        if a.known.len() >= KNOWN_PER_ACCOUNT {
+            // The least recently used goes.
+            let oldest = a.known.iter().enumerate().min_by_key(|(_, (_, t))| *t).map(|(i, _)| i);
+            if let Some(oldest) = oldest {
+                a.known.swap_remove(oldest);
             }
         }
+        a.known.push((key, now));
+    }
+
+    /// `name`'s entry with its bucket brought up to `now`, made if missing
+    /// (forgetting another name when the table is full).
+    fn entry(&mut self, name: &str, now: Instant) -> &mut Account {
+        if !self.names.contains_key(name) && self.names.len() >= MAX_NAMES {
+            let fullest = self
+                .names
+                .iter()
+                .filter(|(_, a)| a.known.is_empty())
+                .max_by(|(_, x), (_, y)| self.tokens(x, now).total_cmp(&self.tokens(y, now)))
+                .map(|(n, _)| n.clone());
+            if let Some(n) = fullest {
+                self.names.remove(&n);
+            }
+        }
+        let tokens = self.names.get(name).map_or(self.limit, |a| self.tokens(a, now));
+        let a = self.names.entry(name.to_string()).or_insert_with(|| Account {
+            tokens,
+            at: now,
+            known: Vec::new(),
+        });
+        a.tokens = tokens;
+        a.at = now;
+        a
+    }
+
+    /// How many names are kept (for tests).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when no name is kept.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
     }
 }
 
@@ -246,7 +287,10 @@ mod tests {
             ("alice@example.com", "2001:db8:5:6::99", 1, true),
             ("alice@example.com", "2001:db8:5:7::1", 1, false),
             ("bob@example.com", "203.0.113.9", 1, true),
-            // An hour later the failures have aged out.
+            // The bucket refills at three an hour: one check back after
+            // twenty minutes, all three after an hour.
+            ("alice@example.com", "203.0.113.9", 1199, false),
+            ("alice@example.com", "203.0.113.9", 1200, true),
             ("alice@example.com", "203.0.113.9", 3600, true),
         ];
         for &(account, ip, after, want) in cases {
@@ -268,6 +312,57 @@ mod tests {
         let t = t0 + Duration::from_secs(60);
         assert!(!g.known("bob@example.com", "198.51.100.0".parse().unwrap(), t));
         assert!(g.known("bob@example.com", "198.51.100.39".parse().unwrap(), t));
+    }
+
+    #[test]
+    fn a_spent_budget_lets_one_check_through_per_refill_and_a_right_password_gives_it_back() {
+        let hour = Duration::from_secs(3600);
+        let mut g = AccountGuard::new(100, hour, 30 * 24 * hour);
+        let t0 = Instant::now();
+        let stranger: IpAddr = "203.0.113.1".parse().unwrap();
+        for n in 0..100 {
+            let c = g.begin("alice@example.com", stranger, t0).unwrap_or_else(|| panic!("guess {n}"));
+            g.end("alice@example.com", stranger, c, false, t0);
+        }
+        assert!(g.begin("alice@example.com", stranger, t0).is_none());
+        // 36 s later one check is back: the owner from a new address gets
+        // in with it, and the right password returns the check.
+        let later = t0 + Duration::from_secs(36);
+        let phone: IpAddr = "198.51.100.7".parse().unwrap();
+        let c = g.begin("alice@example.com", phone, later).expect("a check after the refill");
+        g.end("alice@example.com", phone, c, true, later);
+        let c = g.begin("alice@example.com", stranger, later).expect("the returned check");
+        g.end("alice@example.com", stranger, c, false, later);
+        assert!(g.begin("alice@example.com", stranger, later).is_none());
+        // The phone is known from now on.
+        assert!(g.begin("alice@example.com", phone, later).is_some());
+    }
+
+    #[test]
+    fn names_that_are_no_account_have_budgets_too_and_the_table_stays_bounded() {
+        let hour = Duration::from_secs(3600);
+        let mut g = AccountGuard::new(2, hour, 30 * 24 * hour);
+        let t0 = Instant::now();
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        let owner: IpAddr = "192.0.2.1".parse().unwrap();
+        let c = g.begin("alice@example.com", owner, t0).unwrap();
+        g.end("alice@example.com", owner, c, true, t0);
+        for name in ["alice@example.com", "nobody@example.com"] {
+            for _ in 0..2 {
+                let c = g.begin(name, ip, t0).unwrap();
+                g.end(name, ip, c, false, t0);
+            }
+            assert!(g.begin(name, ip, t0).is_none(), "{name}: spent the same way");
+        }
+        // Made-up names without end: the table keeps at most MAX_NAMES, and
+        // the name with a known address stays.
+        for n in 0..MAX_NAMES + 100 {
+            let name = format!("made-up-{n}@example.com");
+            let c = g.begin(&name, ip, t0).unwrap();
+            g.end(&name, ip, c, false, t0);
+        }
+        assert!(g.len() <= MAX_NAMES, "{} names kept", g.len());
+        assert!(g.known("alice@example.com", owner, t0));
     }
 
     #[test]

@@ -34,8 +34,9 @@ const FAILURES_PER_MINUTE: usize = 10;
 /// Password checks running at once: argon2id takes 19 MiB and a core each.
 const MAX_CONCURRENT_CHECKS: usize = 2;
 
-/// Failed logins to one account allowed per hour from addresses that never
-/// logged in to it; then such addresses are refused before any check.
+/// Password checks per login name and hour for addresses that never logged
+/// in with it: a burst of this many, then one each `3600 / this` seconds;
+/// others are refused before any check.
 const ACCOUNT_FAILURES_PER_HOUR: usize = 100;
 
 /// How long an address that logged in is remembered as the account's own.
@@ -53,7 +54,7 @@ pub enum Outcome {
     Wrong,
     /// Too many logins are being checked right now; try again (SMTP `454`).
     Busy,
-    /// The account's failure budget is spent for this address (SMTP `454`).
+    /// The name's budget is spent for this address; try again later (SMTP `454`).
     AccountLocked,
     /// The client has failed too often: refuse and close (SMTP `421`).
     Blocked,
@@ -105,13 +106,18 @@ impl Logins {
         }
         let start = Instant::now();
         let found = accounts.login(login).map(|(l, h)| (l, h.to_string()));
-        // Only real accounts have a failure budget and known addresses.
-        let account = found.as_ref().map(|(l, _)| format!("{}@{}", l.user, l.domain));
+        // Every name has a budget, an account or not, so a spent one says
+        // nothing about which names exist: an account by its own name, any
+        // other by what was typed.
+        let name = match &found {
+            Some((l, _)) => format!("{}@{}", l.user, l.domain),
+            None => login.to_lowercase(),
+        };
         let guard = || self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        let known = account.as_deref().is_some_and(|a| guard().known(a, ip, start));
+        let known = guard().known(&name, ip, start);
         // A spent budget refuses at once; it is asked again once a place is
         // free, since others may have spent it meanwhile.
-        let spent = account.as_deref().is_some_and(|a| !guard().allows(a, ip, start));
+        let spent = !guard().allows(&name, ip, start);
         let slot = async {
             if spent {
                 return Err(());
@@ -123,10 +129,7 @@ impl Logins {
             Ok(None)
         });
         let begun = match slot.await {
-            Ok(Some(permit)) => match &account {
-                None => Ok((permit, None)),
-                Some(a) => guard().begin(a, ip, Instant::now()).map(|c| (permit, Some(c))).ok_or(()),
-            },
+            Ok(Some(permit)) => guard().begin(&name, ip, Instant::now()).map(|c| (permit, c)).ok_or(()),
             Ok(None) => {
                 limiter().end(ip, Instant::now(), false);
                 log::warn!("auth deferred: too many logins being checked client=[{ip}] port={port}");
@@ -134,13 +137,16 @@ impl Logins {
             }
             Err(()) => Err(()),
         };
+        // Refused before any check: not a failure of this client's (the
+        // owner on a new address may be one of those refused), so neither
+        // its limit nor fail2ban counts it; the guessers' checks were counted.
         let Ok((permit, check)) = begun else {
-            limiter().end(ip, Instant::now(), true);
+            limiter().end(ip, Instant::now(), false);
             if let Some(rest) = FAILURE_DELAY.checked_sub(start.elapsed()) {
                 Timer::after(rest).await;
             }
-            log::warn!(
-                "auth refused: too many failures for this login client=[{ip}] login={shown} port={port}"
+            log::info!(
+                "auth deferred: too many failures for this login client=[{ip}] login={shown} port={port}"
             );
             return Outcome::AccountLocked;
         };
@@ -154,9 +160,7 @@ impl Logins {
         .await;
         // The place is for the check itself, not for the delay after a failure.
         drop(permit);
-        if let (Some(account), Some(check)) = (&account, check) {
-            guard().end(account, ip, check, verified.is_some(), Instant::now());
-        }
+        guard().end(&name, ip, check, verified.is_some(), Instant::now());
         if let Some(who) = verified {
             limiter().end(ip, Instant::now(), false);
             log::info!("auth ok client=[{ip}] login={}@{} port={port}", who.user, who.domain);

@@ -432,11 +432,18 @@ const OUTCOMES_WAITING: usize = 64;
 /// [`company_wait`]).
 const COMPANY_WAIT_MAX: Duration = Duration::from_millis(50);
 
+/// Whether `w` is a message a client is waiting to hear `250` for: the
+/// writes whose company a commit waits for. The server's own writes
+/// (deferrals, admin commands, syncs) are not counted.
+fn from_client(w: &Write) -> bool {
+    matches!(w, Write::Commit { .. })
+}
+
 /// How long a commit that must go waits for more writes: only when the last
-/// one carried more than one write that could not wait (clients send
+/// one carried more than one message a client was waiting on (clients send
 /// together), and then a share of what the last commit took, so a slow disk
 /// (an SD card) gathers more and a fast one next to nothing; the wait ends
-/// as soon as as many such writes are in as last time. Clients that heard
+/// as soon as as many such messages are in as last time. Clients that heard
 /// their `250` in one commit come back with their next message some
 /// milliseconds apart (tens of them on a busy board); without the wait the
 /// first of them goes alone and the rest wait for a whole commit. One
@@ -492,7 +499,7 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
         }
         waiting.append(&mut batch);
         let until = Instant::now() + company_wait(last_urgent, last_took);
-        let mut urgent = waiting.iter().filter(|(w, _)| !w.can_wait()).count();
+        let mut urgent = waiting.iter().filter(|(w, _)| from_client(w)).count();
         // The wait ends early once as many clients as last time are in.
         while weight < MAX_BATCH_BYTES && urgent < last_urgent {
             let left = until.saturating_duration_since(Instant::now());
@@ -506,14 +513,14 @@ fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
             match next {
                 Some(next) => {
                     weight += next.0.weight();
-                    urgent += usize::from(!next.0.can_wait());
+                    urgent += usize::from(from_client(&next.0));
                     waiting.push(next);
                 }
                 None => break,
             }
         }
         let (writes, dones): (Vec<Write>, Vec<Done>) = std::mem::take(&mut waiting).into_iter().unzip();
-        last_urgent = writes.iter().filter(|w| !w.can_wait()).count();
+        last_urgent = writes.iter().filter(|w| from_client(w)).count();
         let started = Instant::now();
         let applied = store.apply(&writes);
         last_took = started.elapsed();

@@ -1189,6 +1189,12 @@ mod tests {
         store.apply(&[Write::Commit { pieces: vec![(0, b"kept".to_vec())], message: m.clone() }]).unwrap();
         assert_eq!(body(&store, m.id), b"kept");
         let meta = size(dir.path());
+        let free = rustix::fs::statvfs(dir.path()).map(|s| s.f_bavail * s.f_frsize).unwrap();
+        if free < 8 * RESERVE {
+            // The reserve takes at most a quarter of what is free.
+            eprintln!("the reserve's size not checked: only {free} bytes free here");
+            return;
+        }
         assert_eq!(meta.len(), RESERVE);
         // Written, not a hole: every block is allocated.
         assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 >= RESERVE);
