@@ -166,6 +166,7 @@ mod tests {
             // The whole name's length is checked before its labels'.
             (&at256, Err(TooLong), Err(TooLong), Err(TooLong)),
             ("Bücher.example", Ok("bücher.example"), Err(BadChar('ü')), Ok("xn--bcher-kva.example")),
+            ("bücher.example", Ok("bücher.example"), Err(BadChar('ü')), Ok("xn--bcher-kva.example")),
             ("BÜCHER.example", Ok("bücher.example"), Err(BadChar('Ü')), Ok("xn--bcher-kva.example")),
             ("192.0.2.1", Ok("192.0.2.1"), Err(IpAddress), Err(IpAddress)),
             ("2001:db8::1", Err(BadChar(':')), Err(IpAddress), Err(IpAddress)),
