@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::domain_name::{self, Kind, NameError};
+
 /// A domain name, stored lowercased without a trailing dot, or an address literal
 /// such as `[192.0.2.1]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -12,42 +14,40 @@ pub struct Domain(String);
 
 impl Domain {
     /// Parses a domain (letters, digits, `-`, dots; UTF-8 labels allowed) or an
-    /// address literal in brackets.
+    /// address literal in brackets. Names are checked by `domain_name::check`
+    /// as `Kind::Mail`.
     ///
     /// # Errors
     /// Returns a short description of what is wrong.
     pub fn parse(s: &str) -> Result<Domain, &'static str> {
-        let s = s.strip_suffix('.').unwrap_or(s);
-        // Lowercase first and check what will be stored: lowercasing can
-        // change length and even the kind of characters (U+0130).
-        let s = &s.to_lowercase();
-        if s.is_empty() {
-            return Err("empty domain");
+        let bare = s.strip_suffix('.').unwrap_or(s);
+        if bare.starts_with('[') {
+            return Domain::literal(&bare.to_lowercase());
         }
+        domain_name::check(s, Kind::Mail).map(Domain).map_err(|e| match e {
+            NameError::Empty => "empty domain",
+            NameError::TooLong => "domain too long",
+            NameError::BadLabel => "bad domain label",
+            NameError::Hyphen => "domain label starts or ends with '-'",
+            NameError::BadChar(_) => "bad character in domain",
+            // Not a problem for a mail domain; worded for completeness.
+            NameError::IpAddress => "domain is an IP address",
+        })
+    }
+
+    /// An address literal, lowercased: `[192.0.2.1]` or `[ipv6:2001:db8::1]`.
+    fn literal(s: &str) -> Result<Domain, &'static str> {
         if s.len() > 255 {
             return Err("domain too long");
         }
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or("unterminated address literal")?;
-            let ok = if inner.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("IPv6:")) {
-                inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
-            } else {
-                inner.parse::<std::net::Ipv4Addr>().is_ok()
-            };
-            return if ok { Ok(Domain(s.to_ascii_lowercase())) } else { Err("bad address literal") };
-        }
-        for label in s.split('.') {
-            if label.is_empty() || label.len() > 63 {
-                return Err("bad domain label");
-            }
-            if label.starts_with('-') || label.ends_with('-') {
-                return Err("domain label starts or ends with '-'");
-            }
-            if !label.chars().all(|c| c.is_alphanumeric() || c == '-') {
-                return Err("bad character in domain");
-            }
-        }
-        Ok(Domain(s.clone()))
+        let inner = s.strip_prefix('[').unwrap_or(s);
+        let inner = inner.strip_suffix(']').ok_or("unterminated address literal")?;
+        let ok = if inner.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("IPv6:")) {
+            inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            inner.parse::<std::net::Ipv4Addr>().is_ok()
+        };
+        if ok { Ok(Domain(s.to_ascii_lowercase())) } else { Err("bad address literal") }
     }
 
     /// The domain as text, lowercased.

@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod dns;
+pub mod domain_name;
 pub mod envelope;
 pub mod identity;
 pub mod login;

@@ -1,5 +1,5 @@
-//! A throwaway DNS server on 127.0.0.1 for the tests: answers MX and A
-//! queries from a table, over UDP.
+//! A throwaway DNS server on 127.0.0.1 for the tests: answers MX, A, TXT and
+//! PTR queries from a table, over UDP.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -15,8 +15,14 @@ pub struct Zone {
     pub mx: Vec<(u16, String)>,
     /// A records.
     pub a: Vec<Ipv4Addr>,
+    /// TXT records, each given as its character-strings (at most 255 octets each).
+    pub txt: Vec<Vec<Vec<u8>>>,
+    /// PTR records: the names a reverse name points to.
+    pub ptr: Vec<String>,
     /// Answer NXDOMAIN for this name.
     pub nxdomain: bool,
+    /// Answer SERVFAIL for this name.
+    pub servfail: bool,
 }
 
 /// The running server; stops when dropped.
@@ -89,6 +95,7 @@ fn answer(query: &[u8], zones: &HashMap<String, Zone>) -> Option<Vec<u8>> {
     match zone {
         None => rcode = 3,
         Some(z) if z.nxdomain => rcode = 3,
+        Some(z) if z.servfail => rcode = 2,
         Some(z) => {
             if qtype == 15 {
                 for (pref, host) in &z.mx {
@@ -99,6 +106,19 @@ fn answer(query: &[u8], zones: &HashMap<String, Zone>) -> Option<Vec<u8>> {
             } else if qtype == 1 {
                 for ip in &z.a {
                     answers.push(record(1, &ip.octets()));
+                }
+            } else if qtype == 16 {
+                for strings in &z.txt {
+                    let mut rdata = Vec::new();
+                    for s in strings {
+                        rdata.push(s.len() as u8);
+                        rdata.extend_from_slice(s);
+                    }
+                    answers.push(record(16, &rdata));
+                }
+            } else if qtype == 12 {
+                for name in &z.ptr {
+                    answers.push(record(12, &encode_name(name)));
                 }
             }
         }
