@@ -34,7 +34,7 @@ use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::{DeliveryError, loops};
 use crate::auth::base64_encode;
 use crate::config::{Outbound, Smarthost, SmarthostTls};
-use crate::dns::{DnsError, Prefer, Resolver};
+use crate::dns::{DnsError, Resolver};
 use crate::envelope::Address;
 use crate::logtext::{quoted, word};
 use crate::stream::{Stream, timeout};
@@ -101,15 +101,10 @@ impl Client {
     /// # Errors
     /// When `ca_file` cannot be read or holds no certificate.
     pub fn new(hostname: &str, outbound: &Outbound) -> Result<Client, String> {
-        let prefer = match outbound.prefer.as_str() {
-            "ipv6" => Prefer::Ipv6,
-            "any" => Prefer::Any,
-            _ => Prefer::Ipv4,
-        };
         let resolver = if outbound.nameservers.is_empty() {
-            Resolver::system(prefer)
+            Resolver::system(outbound.prefer)
         } else {
-            Resolver::new(outbound.nameservers.clone(), prefer)
+            Resolver::new(outbound.nameservers.clone(), outbound.prefer)
         };
         let provider = Arc::new(default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -172,7 +167,7 @@ impl Client {
         self.outbound
             .domains
             .iter()
-            .find(|(d, _)| d == domain)
+            .find(|(d, _)| d.as_str() == domain)
             .map(|(_, h)| h)
             .or(self.outbound.relay.as_ref())
     }
