@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::envelope::Domain;
+use crate::envelope::{Address, Domain};
 
 /// A host or domain name: letters, digits, '-' and dots; lowercased, trailing dot removed.
 /// Stricter than [`Domain::parse`] (ASCII only, no address literals), so what passes
@@ -90,7 +90,13 @@ pub(super) fn target(s: &str, domain: &str, is_local: impl Fn(&str) -> bool) -> 
     match ats.as_slice() {
         [at] if *at > 0 && at + 1 < s.len() => {
             let domain = dns_name(&s[at + 1..]).map_err(|problem| format!("in `{s}`: {problem}"))?;
-            Ok(format!("{}@{domain}", &s[..*at]))
+            let target = format!("{}@{domain}", &s[..*at]);
+            // Routing reads the target as an envelope address; one it cannot read
+            // would be dropped there without a word.
+            match Address::parse(&target) {
+                Ok(_) => Ok(target),
+                Err(problem) => Err(format!("`{s}` is not an address mail can be sent to: {problem}")),
+            }
         }
         _ => Err(format!(
             "`{s}` is neither a local name nor an address like someone@example.org (an address needs exactly one '@' with text on both sides)"
@@ -183,6 +189,12 @@ mod tests {
             ("\"a@example.org", Err("unclosed quote")),
             ("a b@example.org", Err("space or control character")),
             ("a@exa_mple.org", Err("in `a@exa_mple.org`: ")),
+            (
+                "a(b@example.org",
+                Err("`a(b@example.org` is not an address mail can be sent to: bad local part"),
+            ),
+            (".a@example.org", Err("is not an address mail can be sent to")),
+            ("\"a b\"@example.org", Ok("\"a b\"@example.org")),
         ];
         for (input, want) in cases {
             match (target(input, "example.com", is_local), want) {

@@ -209,6 +209,20 @@ const BROKEN: &[(&str, &str, &str, Option<usize>, &str)] = &[
         "exactly one '@'",
     ),
     (
+        "target address that mail cannot be sent to",
+        "hostname = \"h.example\"\ndata_dir = \"d\"\n[domains.\"example.com\"]\naliases = { fwd = \"a(b@example.org\" }\n",
+        "domains.\"example.com\".aliases.fwd",
+        Some(4),
+        "`a(b@example.org` is not an address mail can be sent to: bad local part",
+    ),
+    (
+        "catch-all address with a bad local part",
+        "hostname = \"h.example\"\ndata_dir = \"d\"\n[domains.\"example.com\"]\ncatch_all = \"a..b@example.org\"\n",
+        "domains.\"example.com\".catch_all",
+        Some(4),
+        "`a..b@example.org` is not an address mail can be sent to",
+    ),
+    (
         "tls cert without key",
         "hostname = \"h.example\"\ndata_dir = \"d\"\n[tls]\ncert = \"c.pem\"\n[domains.\"example.com\"]\n",
         "tls.key",
