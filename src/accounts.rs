@@ -40,7 +40,8 @@ pub enum Resolution {
 
 #[derive(Debug)]
 struct LocalDomain {
-    users: HashMap<String, String>,
+    /// User name to password hash; `None` for a user who cannot log in.
+    users: HashMap<String, Option<String>>,
     aliases: HashMap<String, Vec<String>>,
     catch_all: Option<String>,
     send_as: HashMap<String, Vec<String>>,
@@ -58,16 +59,9 @@ impl Accounts {
     /// Builds the lookup tables from a validated config.
     pub fn new(config: &Config) -> Accounts {
         let mut domains = HashMap::new();
-        let mut primary = None;
         for d in &config.domains {
-            let Ok(name) = Domain::parse(&d.name) else {
-                continue;
-            };
-            if d.name == config.primary_domain {
-                primary = Some(name.clone());
-            }
             domains.insert(
-                name,
+                d.name.clone(),
                 LocalDomain {
                     users: d.users.iter().cloned().collect(),
                     aliases: d.aliases.iter().cloned().collect(),
@@ -76,10 +70,7 @@ impl Accounts {
                 },
             );
         }
-        let primary = primary
-            .or_else(|| Domain::parse(&config.primary_domain).ok())
-            .or_else(|| Domain::parse(&config.hostname).ok())
-            .unwrap_or_else(|| Domain::parse("localhost").expect("a valid literal domain"));
+        let primary = config.primary_domain.clone();
         Accounts { domains, primary, trusted: config.relay.trusted_networks.clone() }
     }
 
@@ -106,7 +97,7 @@ impl Accounts {
     /// The password hash of a local user, if it has one.
     pub fn password_hash(&self, user: &str, domain: &Domain) -> Option<&str> {
         let d = self.domains.get(domain)?;
-        d.users.get(&user.to_lowercase()).map(String::as_str).filter(|h| !h.is_empty())
+        d.users.get(&user.to_lowercase()).and_then(Option::as_deref)
     }
 
     /// The user a login name (`user@domain`, or a bare `user` of the primary

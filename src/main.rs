@@ -28,32 +28,63 @@ const EX_IOERR: u8 = 74;
 const EX_NOPERM: u8 = 77;
 const EX_CONFIG: u8 = 78;
 
+/// Where a command's config comes from.
+#[derive(Debug, PartialEq)]
 enum Source {
     File(PathBuf),
     Embedded,
 }
 
+/// One argument of a command that takes `--config PATH`.
+#[derive(Debug, PartialEq)]
+enum Arg<'a> {
+    /// `--config PATH` or `-c PATH`.
+    Config(PathBuf),
+    /// Anything else, for the command to judge.
+    Other(&'a str),
+}
+
+/// The one reader of `--config PATH` / `-c PATH`: a command's arguments in
+/// order, the flag and its path taken as one. A flag without a path (it can
+/// only be the last argument) is an error, after the arguments before it.
+fn config_args(args: &[String]) -> impl Iterator<Item = Result<Arg<'_>, String>> + '_ {
+    let mut it = args.iter();
+    std::iter::from_fn(move || {
+        let a = it.next()?;
+        Some(match a.as_str() {
+            "--config" | "-c" => match it.next() {
+                Some(p) => Ok(Arg::Config(PathBuf::from(p))),
+                None => Err("--config needs a path".to_string()),
+            },
+            other => Ok(Arg::Other(other)),
+        })
+    })
+}
+
+/// The arguments of `serve` and `check-config`: the last `--config PATH`
+/// or (with `allow_embedded`) `--default-config` wins.
 fn parse_source(args: &[String], allow_embedded: bool) -> Result<Source, String> {
     let mut source = Source::File(PathBuf::from(DEFAULT_CONFIG));
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" | "-c" => match it.next() {
-                Some(p) => source = Source::File(PathBuf::from(p)),
-                None => return Err("--config needs a path".into()),
-            },
-            "--default-config" if allow_embedded => source = Source::Embedded,
-            other => return Err(format!("unknown argument {other:?}")),
+    for arg in config_args(args) {
+        match arg? {
+            Arg::Config(p) => source = Source::File(p),
+            Arg::Other("--default-config") if allow_embedded => source = Source::Embedded,
+            Arg::Other(other) => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(source)
 }
 
-fn load(source: &Source) -> Result<Config, String> {
-    match source {
+/// Loads the config, or says why not on stderr and gives `EX_CONFIG`.
+fn load(source: &Source) -> Result<Config, ExitCode> {
+    let loaded = match source {
         Source::Embedded => Ok(Config::embedded_default()),
-        Source::File(p) => Config::load(p).map_err(|e| e.to_string()),
-    }
+        Source::File(p) => Config::load(p),
+    };
+    loaded.map_err(|e| {
+        eprintln!("postern: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
 }
 
 fn main() -> ExitCode {
@@ -83,10 +114,7 @@ fn main() -> ExitCode {
             };
             let config = match load(&source) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("postern: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
+                Err(code) => return code,
             };
             if cmd == "check-config" {
                 if let Err(e) = postern::tls::check(&config) {
@@ -225,17 +253,14 @@ fn read_hidden(prompt: &str) -> std::io::Result<String> {
 fn queue(args: &[String]) -> ExitCode {
     let mut config_path = PathBuf::from(DEFAULT_CONFIG);
     let mut words: Vec<&str> = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" | "-c" => match it.next() {
-                Some(p) => config_path = PathBuf::from(p),
-                None => {
-                    eprintln!("postern: --config needs a path");
-                    return ExitCode::from(EX_USAGE);
-                }
-            },
-            w => words.push(w),
+    for arg in config_args(args) {
+        match arg {
+            Ok(Arg::Config(p)) => config_path = p,
+            Ok(Arg::Other(w)) => words.push(w),
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
         }
     }
     let cmd = match postern::queue::admin::Command::parse(&words) {
@@ -247,10 +272,7 @@ fn queue(args: &[String]) -> ExitCode {
     };
     let config = match load(&Source::File(config_path)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("postern: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     // Root works as the owner of the data dir before it touches anything in
     // it (the control socket included), so that what it creates there is the
@@ -340,20 +362,21 @@ fn queue(args: &[String]) -> ExitCode {
 
 /// `postern status`: asks the running server.
 fn status(args: &[String]) -> ExitCode {
-    let config_path = match args {
-        [] => PathBuf::from(DEFAULT_CONFIG),
-        [flag, path] if flag == "--config" || flag == "-c" => PathBuf::from(path),
-        _ => {
-            eprintln!("postern: usage: postern status [--config PATH]");
-            return ExitCode::from(EX_USAGE);
+    // At most one --config, and nothing else.
+    let mut config_path = None;
+    for arg in config_args(args) {
+        match arg {
+            Ok(Arg::Config(p)) if config_path.is_none() => config_path = Some(p),
+            _ => {
+                eprintln!("postern: usage: postern status [--config PATH]");
+                return ExitCode::from(EX_USAGE);
+            }
         }
-    };
+    }
+    let config_path = config_path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let config = match load(&Source::File(config_path)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("postern: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     match postern::control::request_line(&config.data_dir, "status") {
         Ok(Some(out)) => {
@@ -404,6 +427,55 @@ fn sendmail(args: &[String]) -> ExitCode {
         Err(f) => {
             eprintln!("sendmail: {}", f.message);
             ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn config_args_take_the_flag_and_its_path_as_one() {
+        let args = strings(&["list", "-c", "a.toml", "show", "--config", "-b.toml", "7"]);
+        let got: Vec<Result<Arg<'_>, String>> = config_args(&args).collect();
+        assert_eq!(
+            got,
+            [
+                Ok(Arg::Other("list")),
+                Ok(Arg::Config(PathBuf::from("a.toml"))),
+                Ok(Arg::Other("show")),
+                Ok(Arg::Config(PathBuf::from("-b.toml"))),
+                Ok(Arg::Other("7")),
+            ]
+        );
+        for flag in ["--config", "-c"] {
+            let args = strings(&["list", flag]);
+            let got: Vec<Result<Arg<'_>, String>> = config_args(&args).collect();
+            assert_eq!(got, [Ok(Arg::Other("list")), Err("--config needs a path".to_string())], "{flag}");
+        }
+        assert_eq!(config_args(&[]).count(), 0);
+    }
+
+    #[test]
+    fn serve_and_check_config_take_the_last_source_given() {
+        let file = |p: &str| Ok(Source::File(PathBuf::from(p)));
+        let cases: &[(&[&str], bool, Result<Source, String>)] = &[
+            (&[], true, file(DEFAULT_CONFIG)),
+            (&["-c", "a.toml"], false, file("a.toml")),
+            (&["-c", "a.toml", "--config", "b.toml"], false, file("b.toml")),
+            (&["-c", "a.toml", "--default-config"], true, Ok(Source::Embedded)),
+            (&["--default-config", "-c", "a.toml"], true, file("a.toml")),
+            (&["--default-config"], false, Err("unknown argument \"--default-config\"".to_string())),
+            (&["--config"], true, Err("--config needs a path".to_string())),
+            (&["foo", "--config"], true, Err("unknown argument \"foo\"".to_string())),
+        ];
+        for (args, allow_embedded, want) in cases {
+            assert_eq!(parse_source(&strings(args), *allow_embedded), *want, "{args:?}");
         }
     }
 }

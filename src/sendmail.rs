@@ -142,7 +142,7 @@ impl Target {
         } else {
             addr
         };
-        Target { addr, domain: config.primary_domain.clone(), max_size: config.limits.max_message_size }
+        Target { addr, domain: config.primary_domain.to_string(), max_size: config.limits.max_message_size }
     }
 
     /// When the config cannot be read (an unprivileged user): port 25 on

@@ -585,6 +585,29 @@ fn bad_config_files_are_refused_by_check_config_with_file_line_and_key() {
 }
 
 #[test]
+fn a_config_flag_without_a_path_is_a_usage_error_in_every_command() {
+    // (arguments, the first line of standard error)
+    let cases: &[(&[&str], &str)] = &[
+        (&["serve", "--config"], "postern: --config needs a path"),
+        (&["serve", "--default-config", "-c"], "postern: --config needs a path"),
+        (&["serve", "foo", "--config"], "postern: unknown argument \"foo\""),
+        (&["check-config", "-c"], "postern: --config needs a path"),
+        (&["check-config", "--default-config"], "postern: unknown argument \"--default-config\""),
+        (&["queue", "--config"], "postern: --config needs a path"),
+        (&["queue", "list", "-c"], "postern: --config needs a path"),
+        (&["status", "--config"], "postern: usage: postern status [--config PATH]"),
+        (&["status", "-c", "a.toml", "-c", "b.toml"], "postern: usage: postern status [--config PATH]"),
+        (&["status", "now"], "postern: usage: postern status [--config PATH]"),
+    ];
+    for (args, want) in cases {
+        let out = common::postern().args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().next(), Some(*want), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn a_bad_config_stops_serve_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("postern.toml");

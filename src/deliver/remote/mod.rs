@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 
 use super::DeliveryError;
 use crate::config::Outbound;
-use crate::dns::{Prefer, Resolver};
+use crate::dns::Resolver;
 use crate::envelope::Address;
 use crate::logtext::quoted;
 use crate::smtp::client::EnhancedCode;
@@ -76,15 +76,10 @@ impl Client {
     /// # Errors
     /// When `ca_file` cannot be read or holds no certificate.
     pub fn new(hostname: &str, outbound: &Outbound) -> Result<Client, String> {
-        let prefer = match outbound.prefer.as_str() {
-            "ipv6" => Prefer::Ipv6,
-            "any" => Prefer::Any,
-            _ => Prefer::Ipv4,
-        };
         let resolver = if outbound.nameservers.is_empty() {
-            Resolver::system(prefer)
+            Resolver::system(outbound.prefer)
         } else {
-            Resolver::new(outbound.nameservers.clone(), prefer)
+            Resolver::new(outbound.nameservers.clone(), outbound.prefer)
         };
         let tls = client_configs(outbound.ca_file.as_deref()).map_err(|e| e.to_string())?;
         Ok(Client {

@@ -34,7 +34,7 @@ impl Client {
         self.outbound
             .domains
             .iter()
-            .find(|(d, _)| d == domain)
+            .find(|(d, _)| d.as_str() == domain)
             .map(|(_, h)| h)
             .or(self.outbound.relay.as_ref())
     }
