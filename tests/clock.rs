@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use common::dns::Dns;
 use common::mx::{Behaviour, FakeMx};
-use common::{Postern, wait_for};
+use common::{Postern, outbound, send, wait_for};
 
 const LOCALHOST: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const DAY: i64 = 86_400;
@@ -96,29 +96,6 @@ print(int(email.utils.parsedate_to_datetime(m["Received"].rsplit(";", 1)[1].stri
         path = file.display().to_string()
     ));
     out.trim().parse().expect("a unix time")
-}
-
-/// `[outbound]` pointing at the test DNS and the remote's port, with short timers.
-fn outbound(dns: &Dns, mx_port: u16, queue: &str) -> String {
-    format!(
-        "[outbound]\nnameservers = [\"{}\"]\nmx_port = {mx_port}\nconnect_timeout = \"2s\"\ncommand_timeout = \"5s\"\ndata_timeout = \"5s\"\n[queue]\n{queue}",
-        dns.addr
-    )
-}
-
-/// Sends one message through `p`'s MX port from a trusted client.
-fn send(p: &Postern, from: &str, to: &[&str], body: &str) -> String {
-    let mut c = p.raw();
-    c.cmd("EHLO laptop.lan");
-    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
-    for rcpt in to {
-        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
-        assert!(r.starts_with("250"), "{rcpt}: {r}");
-    }
-    assert!(c.cmd("DATA").starts_with("354"));
-    let r = c.cmd(&format!("{body}\r\n."));
-    assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
-    r.rsplit(' ').next().unwrap().to_string()
 }
 
 fn queue_list(p: &Postern) -> String {

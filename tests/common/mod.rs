@@ -401,3 +401,26 @@ impl Raw {
         }
     }
 }
+
+/// `[outbound]` pointing at the test DNS and the remote's port, with short timers.
+pub fn outbound(dns: &dns::Dns, mx_port: u16, queue: &str) -> String {
+    format!(
+        "[outbound]\nnameservers = [\"{}\"]\nmx_port = {mx_port}\nconnect_timeout = \"2s\"\ncommand_timeout = \"5s\"\ndata_timeout = \"5s\"\n[queue]\n{queue}",
+        dns.addr
+    )
+}
+
+/// Sends one message through `p`'s MX port from a trusted client.
+pub fn send(p: &Postern, from: &str, to: &[&str], body: &str) -> String {
+    let mut c = p.raw();
+    c.cmd("EHLO laptop.lan");
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+    for rcpt in to {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert!(r.starts_with("250"), "{rcpt}: {r}");
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    let r = c.cmd(&format!("{body}\r\n."));
+    assert!(r.starts_with("250 2.0.0 OK queued as "), "{r}");
+    r.rsplit(' ').next().unwrap().to_string()
+}
