@@ -1,10 +1,12 @@
 //! Whose files the process makes: root, running `postern queue` on a stopped
-//! server, takes on the identity of the queue's owner before it opens the store.
+//! server, takes on the identity of the queue's owner before it opens the store;
+//! root starting the server on directories another user owns is refused.
 //! Touches only the process's user and group ids, never a file.
 
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
 
 use rustix::process::{Gid, Uid, getegid, geteuid, getgid, getgroups, getuid};
 use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
@@ -67,4 +69,20 @@ pub fn become_owner(owner: Owner) -> io::Result<bool> {
         )));
     }
     Ok(true)
+}
+
+/// When the process runs as root: the first of `dirs` that exists and belongs
+/// to another user, with that user's id. A server started by root there would
+/// make its store, lock and Maildir files root's, and the service, running as
+/// its own user, could no longer open them. `None` for a process that is not
+/// root, and for directories that are missing (the server makes them) or
+/// root's own.
+pub fn foreign_to_root<'a>(dirs: &[&'a Path]) -> Option<(&'a Path, u32)> {
+    if !geteuid().is_root() {
+        return None;
+    }
+    dirs.iter().find_map(|dir| {
+        let meta = std::fs::metadata(dir).ok()?;
+        (Owner::of(&meta).uid != 0).then_some((*dir, Owner::of(&meta).uid))
+    })
 }

@@ -128,6 +128,16 @@ fn main() -> ExitCode {
                 println!("{}: OK", config.source);
                 return ExitCode::SUCCESS;
             }
+            if let Some((dir, uid)) =
+                postern::identity::foreign_to_root(&[&config.data_dir, &config.mail_root])
+            {
+                eprintln!(
+                    "postern: {} belongs to uid {uid}: a server run by root would make files there \
+                     that uid {uid} cannot open; start it as that user (systemctl start postern)",
+                    dir.display()
+                );
+                return ExitCode::from(EX_NOPERM);
+            }
             log::info!("config {}", config.source);
             match postern::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -415,6 +415,57 @@ fn queue_commands_run_by_root_leave_every_file_to_the_queue_owner() {
     stop(child);
 }
 
+/// Kills the process with this id when dropped, unless it was taken out.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+#[test]
+fn root_does_not_start_the_server_on_directories_the_service_user_owns() {
+    if !runs_as_root("root_does_not_start_the_server_on_directories_the_service_user_owns") {
+        return;
+    }
+    let (dir, config) = packaged_dir();
+    // A server that does start is killed when the wait runs out, so the test
+    // fails rather than hangs.
+    let serve_as_root = || {
+        let mut child = common::postern()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut killer = KillOnDrop(Some(child.id()));
+        let status = wait_for("the server to refuse to start", || child.try_wait().ok().flatten());
+        killer.0 = None;
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    };
+    // What `sudo postern serve` did before: it ran, and left the lock and the
+    // store root's, so the service could not start again.
+    let (status, err) = serve_as_root();
+    assert_eq!(status.code(), Some(77), "{err}");
+    assert!(err.contains(&format!("{} belongs to uid {OWNER}", dir.path().join("data").display())), "{err}");
+    assert_eq!(not_owned_by(&dir.path().join("data"), OWNER), [], "files root made in the data dir");
+    assert_eq!(std::fs::read_dir(dir.path().join("data/queue")).unwrap().count(), 0, "the store was opened");
+
+    // The mail root is checked too: a data dir of root's own is not enough.
+    std::os::unix::fs::chown(dir.path().join("data"), Some(0), Some(0)).unwrap();
+    std::os::unix::fs::chown(dir.path().join("data/queue"), Some(0), Some(0)).unwrap();
+    let (status, err) = serve_as_root();
+    assert_eq!(status.code(), Some(77), "{err}");
+    assert!(err.contains(&format!("{} belongs to uid {OWNER}", dir.path().join("mail").display())), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path().join("data/queue")).unwrap().count(), 0, "the store was opened");
+}
+
 #[test]
 fn queue_commands_refuse_a_data_dir_without_a_queue_and_create_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
