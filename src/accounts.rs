@@ -305,7 +305,7 @@ aliases = { loop1 = "loop2", loop2 = "loop1" }
     }
 
     #[test]
-    fn resolution_table() {
+    fn recipients_resolve_to_users_aliases_catch_alls_or_refusals() {
         let a = accounts();
         let cases: Vec<(&str, Resolution)> = vec![
             ("alice@example.com", Resolution::Deliver(vec![local("alice", "example.com")])),
@@ -417,7 +417,7 @@ aliases = { loop1 = "loop2", loop2 = "loop1" }
     }
 
     #[test]
-    fn trusted_networks() {
+    fn only_listed_networks_are_trusted_and_the_first_domain_is_primary() {
         let a = accounts();
         assert!(a.is_trusted("127.0.0.1".parse().unwrap()));
         assert!(a.is_trusted("192.168.1.77".parse().unwrap()));

@@ -134,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_responses() {
+    fn plain_responses_give_login_and_password_and_refuse_other_identities() {
         let enc = |s: &str| base64_encode(s.as_bytes());
         assert_eq!(
             parse_plain(&enc("\0alice@example.com\0pw")),
@@ -148,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn hashes_verify() {
+    fn argon2id_hashes_verify_the_right_password_only() {
         let h = hash_password("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &h));

@@ -256,7 +256,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths() {
+    fn paths_parse_to_null_mailbox_or_bare_and_bad_ones_are_refused() {
         let mb = |l: &str, d: &str| Ok(Path::Mailbox(Address::new(l, Domain::parse(d).unwrap())));
         let cases: &[(&str, Result<Path, &str>)] = &[
             ("<>", Ok(Path::Null)),

@@ -492,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn command_lines() {
+    fn sendmail_options_parse_as_cron_and_mail_programs_give_them() {
         let o = parse_args(&args("-t -oi -f root@example.com -F Cron_Daemon")).unwrap();
         assert!(o.extract && o.ignore_dots);
         assert_eq!(o.from.as_deref(), Some("root@example.com"));

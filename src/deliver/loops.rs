@@ -92,7 +92,7 @@ mod tests {
     }
 
     #[test]
-    fn our_name() {
+    fn our_name_matches_without_case_or_final_dot() {
         assert!(is_our_name("mx.example.com", "mx.example.com"));
         assert!(is_our_name("MX.Example.com.", "mx.example.com"));
         assert!(!is_our_name("mx2.example.com", "mx.example.com"));

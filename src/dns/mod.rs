@@ -531,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn permanent_failures() {
+    fn null_mx_and_missing_domains_are_permanent_failures() {
         let fake = FakeDns::start();
         let resolver = fake.resolver(Prefer::Any);
         let mx = |domain| smol::block_on(resolver.mx(domain));

@@ -611,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn reverse_names() {
+    fn reverse_names_for_ipv4_mapped_and_ipv6_addresses() {
         let cases = [
             ("192.0.2.1", "1.2.0.192.in-addr.arpa"),
             ("::ffff:192.0.2.1", "1.2.0.192.in-addr.arpa"),
