@@ -18,6 +18,7 @@ pub mod admin;
 mod attempt;
 pub mod bounce;
 pub mod clock;
+pub mod record;
 pub mod schedule;
 pub mod stats;
 pub mod store;

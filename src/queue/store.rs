@@ -21,85 +21,9 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 
 use super::clock::{self, CHECKPOINT_EVERY, Checkpoint, Clock};
-use crate::envelope::{Address, Domain, Route};
-
-/// A queue id: unique for the life of a data dir, shown as 16 hex digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct QueueId(pub u64);
-
-impl fmt::Display for QueueId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-impl std::str::FromStr for QueueId {
-    type Err = std::num::ParseIntError;
-    fn from_str(s: &str) -> Result<QueueId, Self::Err> {
-        u64::from_str_radix(s, 16).map(QueueId)
-    }
-}
-
-/// Where one recipient stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Not delivered yet.
-    Pending,
-    /// Delivered (Maildir file fsync'd, or a remote `250`).
-    Delivered,
-    /// Given up: a permanent error or the queue lifetime ran out.
-    Failed,
-}
-
-/// One recipient of a queued message and its delivery state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recipient {
-    /// Where it goes.
-    pub route: Route,
-    /// Where it stands.
-    pub status: Status,
-    /// Delivery attempts so far.
-    pub attempts: u32,
-    /// The last error, empty if none.
-    pub last_error: String,
-}
-
-/// What the queue keeps about a message besides its bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// Its queue id.
-    pub id: QueueId,
-    /// Unix time of acceptance by the wall clock, as people are shown it.
-    pub arrived: u64,
-    /// Queue-clock time of acceptance (see [`super::clock`]): what its age,
-    /// for the lifetime and the delay notice, is counted from.
-    pub queued: u64,
-    /// The reverse-path, or `None` for `<>`.
-    pub sender: Option<Address>,
-    /// The size in bytes of the stored message (CRLF line ends).
-    pub size: u64,
-    /// How many chunks hold the message.
-    pub chunks: u32,
-    /// Queue-clock time of the next attempt; its key in the `due` table.
-    pub next_attempt: u64,
-    /// What made it: a client, or Postern reporting on another message.
-    pub kind: Kind,
-    /// True once the sender was told the message is delayed.
-    pub delay_notified: bool,
-    /// The recipients.
-    pub recipients: Vec<Recipient>,
-}
-
-/// Where a queued message came from; decides what happens when it fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Mail from a client: failures are reported to its sender.
-    Normal,
-    /// A delivery report Postern wrote: if it fails, postmaster is told once.
-    Bounce,
-    /// A failed report on its way to postmaster: if it fails, it is dropped.
-    DoubleBounce,
-}
+use super::record::{decode, encode};
+// The records the store keeps, where the rest of the crate has always found them.
+pub use super::record::{Kind, Message, QueueId, Recipient, Status};
 
 /// Why a store operation failed.
 #[derive(Debug)]
@@ -805,154 +729,10 @@ fn key_u64(k: &[u8]) -> u64 {
     k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
 }
 
-// The record format: a version byte, then fixed-width big-endian integers and
-// length-prefixed UTF-8 strings.
-
-/// Version 2 added `kind` and `delay_notified`, version 3 `queued`; older
-/// records are still read. Before version 3 all times were unix times, and
-/// the queue clock of such a store starts at the wall clock.
-const VERSION: u8 = 3;
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Encodes a message record.
-pub fn encode(m: &Message) -> Vec<u8> {
-    let mut out = vec![VERSION];
-    out.extend_from_slice(&m.id.0.to_be_bytes());
-    out.extend_from_slice(&m.arrived.to_be_bytes());
-    out.extend_from_slice(&m.size.to_be_bytes());
-    out.extend_from_slice(&m.chunks.to_be_bytes());
-    out.extend_from_slice(&m.next_attempt.to_be_bytes());
-    out.push(match m.kind {
-        Kind::Normal => 0,
-        Kind::Bounce => 1,
-        Kind::DoubleBounce => 2,
-    });
-    out.push(u8::from(m.delay_notified));
-    out.extend_from_slice(&m.queued.to_be_bytes());
-    // Addresses are kept as their parts, never re-parsed from printed text.
-    match &m.sender {
-        Some(a) => {
-            put_str(&mut out, a.local());
-            put_str(&mut out, a.domain().as_str());
-        }
-        None => {
-            put_str(&mut out, "");
-            put_str(&mut out, "");
-        }
-    }
-    out.extend_from_slice(&(m.recipients.len() as u32).to_be_bytes());
-    for r in &m.recipients {
-        let (kind, local, domain) = match &r.route {
-            Route::Local { user, domain } => (0u8, user.as_str(), domain),
-            Route::Remote(a) => (1u8, a.local(), a.domain()),
-        };
-        out.push(kind);
-        put_str(&mut out, local);
-        put_str(&mut out, domain.as_str());
-        out.push(match r.status {
-            Status::Pending => 0,
-            Status::Delivered => 1,
-            Status::Failed => 2,
-        });
-        out.extend_from_slice(&r.attempts.to_be_bytes());
-        put_str(&mut out, &r.last_error);
-    }
-    out
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        if self.0.len() < n {
-            return Err(StoreError::Other("corrupt queue record: truncated".into()));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, StoreError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, StoreError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
-    }
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
-    }
-    fn str(&mut self) -> Result<String, StoreError> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| StoreError::Other("corrupt queue record: bad UTF-8".into()))
-    }
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Other(format!("corrupt queue record: {what}"))
-}
-
-/// Decodes a message record.
-///
-/// # Errors
-/// When the bytes are not a record this version wrote.
-pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
-    let mut r = Reader(bytes);
-    let version = r.u8()?;
-    if !(1..=VERSION).contains(&version) {
-        return Err(corrupt("unknown version"));
-    }
-    let id = QueueId(r.u64()?);
-    let arrived = r.u64()?;
-    let size = r.u64()?;
-    let chunks = r.u32()?;
-    let next_attempt = r.u64()?;
-    let (kind, delay_notified) = if version == 1 {
-        (Kind::Normal, false)
-    } else {
-        let kind = match r.u8()? {
-            0 => Kind::Normal,
-            1 => Kind::Bounce,
-            2 => Kind::DoubleBounce,
-            _ => return Err(corrupt("bad kind")),
-        };
-        (kind, r.u8()? != 0)
-    };
-    let queued = if version >= 3 { r.u64()? } else { arrived };
-    let domain = |d: String| Domain::parse(&d).map_err(|_| corrupt("bad domain"));
-    let sender = match (r.str()?, r.str()?) {
-        (l, d) if l.is_empty() && d.is_empty() => None,
-        (l, d) => Some(Address::new(l, domain(d)?)),
-    };
-    let n = r.u32()? as usize;
-    let mut recipients = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        let kind = r.u8()?;
-        let (local, d) = (r.str()?, r.str()?);
-        let route = match kind {
-            0 => Route::Local { user: local, domain: domain(d)? },
-            1 => Route::Remote(Address::new(local, domain(d)?)),
-            _ => return Err(corrupt("bad route kind")),
-        };
-        let status = match r.u8()? {
-            0 => Status::Pending,
-            1 => Status::Delivered,
-            2 => Status::Failed,
-            _ => return Err(corrupt("bad status")),
-        };
-        let attempts = r.u32()?;
-        let last_error = r.str()?;
-        recipients.push(Recipient { route, status, attempts, last_error });
-    }
-    Ok(Message { id, arrived, queued, sender, size, chunks, next_attempt, kind, delay_notified, recipients })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{Address, Domain, Route};
 
     fn sample(store: &Store) -> Message {
         Message {
@@ -1169,15 +949,6 @@ mod tests {
         store.apply(&[Write::Delete { id: m.id }]).unwrap();
         store.apply(&[Write::Progress { message: m.clone() }]).unwrap();
         assert_eq!(store.message(m.id).unwrap(), None);
-    }
-
-    #[test]
-    fn record_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 24).unwrap();
-        let m = sample(&store);
-        assert_eq!(decode(&encode(&m)).unwrap(), m);
-        assert!(decode(&encode(&m)[..20]).is_err());
     }
 
     #[test]
