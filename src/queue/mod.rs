@@ -19,6 +19,7 @@ mod attempt;
 pub mod bounce;
 pub mod clock;
 pub mod record;
+mod release;
 pub mod schedule;
 pub mod stats;
 pub mod store;

@@ -22,6 +22,7 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTl
 
 use super::clock::{self, CHECKPOINT_EVERY, Checkpoint, Clock};
 use super::record::{decode, encode};
+use super::release::{self, RELEASE_EVERY};
 // The records the store keeps, where the rest of the crate has always found them.
 pub use super::record::{Kind, Message, QueueId, Recipient, Status};
 
@@ -295,7 +296,7 @@ impl Store {
         {
             log::warn!("cannot reserve disk space for the queue in {}: {e}", path.display());
         }
-        let map = data_file.as_deref().and_then(find_mapping);
+        let map = data_file.as_deref().and_then(release::find_mapping);
         if map.is_none() {
             log::warn!(
                 "cannot find the queue's mapping in /proc/self/maps; large messages will be read through it"
@@ -456,7 +457,7 @@ impl Store {
     /// Drops the whole data file mapping from this process's memory.
     fn release_map(&self) {
         if let Some((start, len)) = self.map {
-            release_range(start, len);
+            release::release_range(start, len);
         }
     }
 
@@ -669,51 +670,6 @@ impl Store {
         std::os::unix::fs::FileExt::read_exact_at(file, buf, (at - start) as u64)?;
         Ok(buf)
     }
-}
-
-/// Body bytes written or deleted between two releases of the whole mapping.
-const RELEASE_EVERY: u64 = 1 << 20;
-
-/// `MADV_DONTNEED` on the whole pages within `[start, start + len)`, which
-/// must lie inside LMDB's mapping of the data file.
-#[allow(unsafe_code)]
-fn release_range(start: usize, len: usize) {
-    let page = rustix::param::page_size();
-    let (first, end) = (start.next_multiple_of(page), (start + len) / page * page);
-    if end > first {
-        // SAFETY: the range lies in LMDB's read-only, shared mapping of the
-        // data file, which stays where it is for the life of the process (the
-        // environment is leaked, never closed, and its map never resized, so
-        // the range can never hold other memory). It is not opened with
-        // WRITEMAP, so LMDB
-        // writes with pwrite, never through the mapping). MADV_DONTNEED on a
-        // shared file mapping only drops this process's page table entries;
-        // the next access to the range faults the same file bytes back in
-        // from the page cache, so no reader, now or later, sees other contents.
-        let _ = unsafe {
-            rustix::mm::madvise(
-                first as *mut std::ffi::c_void,
-                end - first,
-                rustix::mm::Advice::LinuxDontNeed,
-            )
-        };
-    }
-}
-
-/// Where `path` is mapped whole into this process, from /proc/self/maps.
-fn find_mapping(path: &Path) -> Option<(usize, usize)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let want = path.to_str()?;
-    maps.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (range, _perms, offset) = (f.next()?, f.next()?, f.next()?);
-            let name = f.nth(2)?;
-            let (a, b) = range.split_once('-')?;
-            let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
-            (name == want && offset.trim_start_matches('0').is_empty()).then_some((a, b - a))
-        })
-        .max_by_key(|&(_, len)| len)
 }
 
 /// Why reading a message body failed.
