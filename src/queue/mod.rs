@@ -18,6 +18,7 @@ pub mod admin;
 mod attempt;
 pub mod bounce;
 pub mod clock;
+mod committer;
 pub mod record;
 mod release;
 pub mod schedule;
@@ -28,7 +29,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smol::channel::{self, Receiver, Sender};
@@ -38,11 +38,8 @@ use crate::Settings;
 use crate::deliver::maildir;
 use crate::deliver::remote::Client;
 use crate::envelope::Route;
+use committer::Done;
 use store::{Message, QueueId, Store, StoreError, Write};
-
-/// The largest batch of bytes the committer puts into one transaction; bounds
-/// the memory LMDB holds for dirty pages.
-const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// How many due messages the runner reads per scan, and the most attempts
 /// under way at once. Remote attempts are capped lower, by `[outbound]
@@ -52,8 +49,6 @@ const SCAN_WINDOW: usize = 256;
 
 /// The longest the runner sleeps without looking at the queue.
 const MAX_IDLE: Duration = Duration::from_secs(60);
-
-type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// A delivery report to queue with an outcome: its record and its bytes.
 type Report = Option<Box<(Message, Vec<u8>)>>;
@@ -129,12 +124,7 @@ impl Queue {
     pub fn open(settings: &Settings) -> Result<Queue, StoreError> {
         let config = &settings.config;
         let store = Arc::new(Store::open(&dir(&config.data_dir), config.limits.store_size)?);
-        let (writes, rx) = channel::unbounded::<(Write, Done)>();
-        let committer_store = Arc::clone(&store);
-        thread::Builder::new()
-            .name("committer".into())
-            .spawn(move || committer(&committer_store, &rx))
-            .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
+        let writes = committer::start(Arc::clone(&store))?;
         let (events, events_rx) = channel::unbounded();
         let maildir = maildir::Writer::start(config.limits.delivery_workers)
             .map_err(|e| StoreError::Other(format!("cannot start the Maildir writers: {e}")))?;
@@ -425,129 +415,6 @@ impl Queue {
     }
 }
 
-/// How long the outcome of a delivery may wait to be committed with other
-/// writes (see [`Write::can_wait`]), and how many may wait.
-const OUTCOME_WAIT: Duration = Duration::from_millis(50);
-const OUTCOMES_WAITING: usize = 64;
-
-/// The longest a commit waits for company once it must go (see
-/// [`company_wait`]).
-const COMPANY_WAIT_MAX: Duration = Duration::from_millis(50);
-
-/// Whether `w` is a message a client is waiting to hear `250` for: the
-/// writes whose company a commit waits for. The server's own writes
-/// (deferrals, admin commands, syncs) are not counted.
-fn from_client(w: &Write) -> bool {
-    matches!(w, Write::Commit { .. })
-}
-
-/// How long a commit that must go waits for more writes: only when the last
-/// one carried more than one message a client was waiting on (clients send
-/// together), and then a share of what the last commit took, so a slow disk
-/// (an SD card) gathers more and a fast one next to nothing; the wait ends
-/// as soon as as many such messages are in as last time. Clients that heard
-/// their `250` in one commit come back with their next message some
-/// milliseconds apart (tens of them on a busy board); without the wait the
-/// first of them goes alone and the rest wait for a whole commit. One
-/// client alone never waits.
-fn company_wait(last_urgent: usize, last_took: Duration) -> Duration {
-    if last_urgent > 1 { (last_took / 2).min(COMPANY_WAIT_MAX) } else { Duration::ZERO }
-}
-
-/// The committer: takes every write waiting, commits them together, then
-/// tells each writer. Outcomes of deliveries wait up to [`OUTCOME_WAIT`] for
-/// a write that cannot wait, and go into its transaction: one trip to the
-/// disk instead of two. A failed batch is retried one write at a time, so
-/// one message too big for the store does not fail the others with it.
-fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
-    let mut waiting: Vec<(Write, Done)> = Vec::new();
-    let mut since = Instant::now();
-    let (mut last_urgent, mut last_took) = (0, Duration::ZERO);
-    loop {
-        let first = if waiting.is_empty() {
-            match rx.recv_blocking() {
-                Ok(w) => Some(w),
-                Err(_) => return,
-            }
-        } else {
-            let left = OUTCOME_WAIT.saturating_sub(since.elapsed());
-            smol::block_on(async { rx.recv().await.ok() }.or(async {
-                Timer::after(left).await;
-                None
-            }))
-        };
-        // None: the wait is over, or the channel is closed; commit what waits.
-        let mut must_commit = first.is_none();
-        let mut batch: Vec<(Write, Done)> = first.into_iter().collect();
-        let mut weight: usize = batch.iter().chain(&waiting).map(|(w, _)| w.weight()).sum();
-        while weight < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(next) => {
-                    weight += next.0.weight();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        must_commit |= weight >= MAX_BATCH_BYTES
-            || waiting.len() + batch.len() >= OUTCOMES_WAITING
-            || batch.iter().any(|(w, _)| !w.can_wait());
-        if !must_commit {
-            if waiting.is_empty() {
-                since = Instant::now();
-            }
-            waiting.append(&mut batch);
-            continue;
-        }
-        waiting.append(&mut batch);
-        let until = Instant::now() + company_wait(last_urgent, last_took);
-        let mut urgent = waiting.iter().filter(|(w, _)| from_client(w)).count();
-        // The wait ends early once as many clients as last time are in.
-        while weight < MAX_BATCH_BYTES && urgent < last_urgent {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let next = smol::block_on(async { rx.recv().await.ok() }.or(async {
-                Timer::after(left).await;
-                None
-            }));
-            match next {
-                Some(next) => {
-                    weight += next.0.weight();
-                    urgent += usize::from(from_client(&next.0));
-                    waiting.push(next);
-                }
-                None => break,
-            }
-        }
-        let (writes, dones): (Vec<Write>, Vec<Done>) = std::mem::take(&mut waiting).into_iter().unzip();
-        last_urgent = writes.iter().filter(|w| from_client(w)).count();
-        let started = Instant::now();
-        let applied = store.apply(&writes);
-        last_took = started.elapsed();
-        log::debug!("commit: {} writes, {last_urgent} waited on, {last_took:?}", writes.len());
-        match applied {
-            Ok(()) => dones.into_iter().for_each(|d| d(Ok(()))),
-            Err(_) if writes.len() > 1 => {
-                for (w, d) in writes.iter().zip(dones) {
-                    d(store.apply(std::slice::from_ref(w)));
-                }
-            }
-            Err(e) => dones.into_iter().for_each(|d| d(Err(StoreError::from_ref(&e)))),
-        }
-    }
-}
-
-impl StoreError {
-    fn from_ref(e: &StoreError) -> StoreError {
-        match e {
-            StoreError::Full => StoreError::Full,
-            StoreError::Other(s) => StoreError::Other(s.clone()),
-        }
-    }
-}
-
 /// Whether an attempt on `m` would speak SMTP to another server.
 fn has_remote(m: &Message) -> bool {
     m.recipients.iter().any(|r| r.status == store::Status::Pending && matches!(r.route, Route::Remote(_)))
@@ -570,27 +437,5 @@ impl Jitter {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commits_wait_for_company_only_after_company_came() {
-        let ms = Duration::from_millis;
-        let cases = [
-            // (writes waited on in the last commit, its time, the wait)
-            (0, ms(200), ms(0)),
-            (1, ms(200), ms(0)),
-            (2, ms(2), ms(1)),
-            (20, ms(8), ms(4)),
-            (20, ms(60), ms(30)),
-            (20, ms(200), ms(50)),
-        ];
-        for (urgent, took, want) in cases {
-            assert_eq!(company_wait(urgent, took), want, "{urgent} writes in {took:?}");
-        }
     }
 }

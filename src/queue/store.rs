@@ -109,24 +109,6 @@ impl Write {
             Write::Sync => 0,
         }
     }
-
-    /// Whether the write may wait a little for company: the outcome of a
-    /// delivery to every recipient, which only removes the message. Until it
-    /// is on disk the message stays in the queue, so a crash meanwhile means
-    /// another attempt, never a loss (which finds the local copies already
-    /// written, and may send a remote one again). Everything else has a client, an
-    /// operator or a new attempt waiting on it. The progress of an attempt
-    /// may wait too: its attempt goes on, and the Maildir files it records
-    /// are recognised by the next attempt should a crash come first.
-    pub fn can_wait(&self) -> bool {
-        match self {
-            Write::Update { message, report: None } => {
-                !message.recipients.iter().any(|r| r.status == Status::Pending)
-            }
-            Write::Progress { .. } => true,
-            _ => false,
-        }
-    }
 }
 
 /// The LMDB environment and its tables. Cheap to share by reference; all
