@@ -181,6 +181,8 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::Route;
+    use crate::queue::store::{Kind, Message, Recipient};
 
     #[test]
     fn commits_wait_for_company_only_after_company_came() {
@@ -197,5 +199,81 @@ mod tests {
         for (urgent, took, want) in cases {
             assert_eq!(company_wait(urgent, took), want, "{urgent} writes in {took:?}");
         }
+    }
+
+    fn message(store: &Store, status: Status) -> Message {
+        let domain = crate::envelope::Domain::parse("a.example").unwrap();
+        Message {
+            id: store.new_id(),
+            arrived: 1000,
+            queued: 1000,
+            sender: None,
+            size: 5,
+            chunks: 1,
+            next_attempt: 1000,
+            kind: Kind::Normal,
+            delay_notified: false,
+            recipients: vec![Recipient {
+                route: Route::Local { user: "alice".into(), domain },
+                status,
+                attempts: 1,
+                last_error: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn only_finished_outcomes_and_progress_wait_for_company() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 24).unwrap();
+        let (done, pending) = (message(&store, Status::Delivered), message(&store, Status::Pending));
+        let failed = message(&store, Status::Failed);
+        let report = Some(Box::new((pending.clone(), b"report".to_vec())));
+        let id = done.id;
+        let cases = [
+            (Write::Update { message: done.clone(), report: None }, true),
+            (Write::Update { message: failed, report: None }, true),
+            (Write::Update { message: pending.clone(), report: None }, false),
+            (Write::Update { message: done.clone(), report }, false),
+            (Write::Progress { message: pending.clone() }, true),
+            (Write::Commit { pieces: vec![], message: done }, false),
+            (Write::Chunk { id, n: 0, bytes: vec![] }, false),
+            (Write::Discard { id }, false),
+            (Write::Delete { id }, false),
+            (Write::Reschedule { id, at: 0 }, false),
+            (Write::Sync, false),
+        ];
+        for (w, want) in cases {
+            assert_eq!(w.can_wait(), want, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_too_big_for_the_store_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let (small, big) = (message(&store, Status::Pending), message(&store, Status::Pending));
+        let (small_id, big_id) = (small.id, big.id);
+        let (tx, rx) = channel::unbounded::<(Write, Done)>();
+        let (answers, heard) = std::sync::mpsc::channel();
+        for (w, id) in [
+            (Write::Commit { pieces: vec![(0, b"small".to_vec())], message: small }, small_id),
+            (Write::Commit { pieces: vec![(0, vec![0; 2 << 20])], message: big }, big_id),
+        ] {
+            let answers = answers.clone();
+            let done: Done = Box::new(move |r| answers.send((id, r)).unwrap());
+            tx.try_send((w, done)).unwrap();
+        }
+        // Both are waiting when the committer looks: they go in one batch,
+        // which is too big for the map. With the channel closed the
+        // committer returns once it has answered them.
+        drop(tx);
+        committer(&store, &rx);
+        let heard: Vec<_> = heard.try_iter().collect();
+        assert_eq!(heard.len(), 2);
+        assert!(matches!(heard[0], (id, Ok(()))if id == small_id), "{heard:?}");
+        assert!(matches!(heard[1], (id, Err(StoreError::Full)) if id == big_id), "{heard:?}");
+        assert!(store.message(small_id).unwrap().is_some());
+        assert_eq!(store.message(big_id).unwrap(), None);
     }
 }
