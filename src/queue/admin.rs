@@ -102,7 +102,7 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
             Ok(format!("{id} deleted\n"))
         }
         Command::Bounce(id) => {
-            let mut m = find(*id)?;
+            let m = find(*id)?;
             let results = m
                 .recipients
                 .iter()
@@ -115,7 +115,7 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
                     })
                 })
                 .collect();
-            let report = queue.conclude(&mut m, results, settings, 0.5);
+            let (m, report) = queue.conclude(m, results, settings, 0.5);
             queue.write(Write::Update { message: m, report }).await.map_err(|e| e.to_string())?;
             queue.wake();
             Ok(format!("{id} bounced\n"))

@@ -22,6 +22,7 @@ mod committer;
 pub mod record;
 mod release;
 pub mod schedule;
+pub mod settle;
 pub mod stats;
 pub mod store;
 
