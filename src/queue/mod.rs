@@ -1,18 +1,24 @@
 //! The queue: the commit point of every message, and the runner that delivers
-//! what is due.
+//! what is due. This module holds the [`Queue`] handle that sessions, the
+//! runner and the control socket share; the parts live beside it:
 //!
-//! - The committer thread owns all LMDB writes and commits whatever is waiting
-//!   in one transaction (group commit), so twenty sessions finishing DATA at
-//!   once cost one fsync'd commit, not twenty.
-//! - The runner task looks for due messages and starts an attempt for each,
-//!   up to a cap. Maildir writes and fsyncs run on the blocking pool, a few at
-//!   a time; remote deliveries are async SMTP conversations.
-//! - An attempt delivers, then asks the committer to record the outcome, with
-//!   any bounce or delay notice in the same transaction. Local copies are
-//!   recorded as soon as they are durable, before any remote conversation of
-//!   the same message ends. A crash between a delivery and its record loses
-//!   nothing: a local copy is found again by its name and not written twice;
-//!   a remote one may be sent again.
+//! - `record`: the records and their codec; `store`: LMDB, the only user of
+//!   heed; `release`: giving the mapping's pages back.
+//! - `committer`: the thread that owns all LMDB writes and commits whatever is
+//!   waiting in one transaction (group commit), so twenty sessions finishing
+//!   DATA at once cost one fsync'd commit, not twenty.
+//! - `runner`: the task that looks for due messages and starts an attempt for
+//!   each, up to a cap. Maildir writes and fsyncs run on the blocking pool, a
+//!   few at a time; remote deliveries are async SMTP conversations.
+//! - `attempt`: one attempt delivers, then asks the committer to record the
+//!   outcome `settle` decides, with any bounce or delay notice (`bounce`) in
+//!   the same transaction. Local copies are recorded as soon as they are
+//!   durable, before any remote conversation of the same message ends. A
+//!   crash between a delivery and its record loses nothing: a local copy is
+//!   found again by its name and not written twice; a remote one may be sent
+//!   again.
+//! - `schedule` and `clock`: when, on the queue clock; `stats`: the last
+//!   hour's counts; `admin`: `postern queue`.
 
 pub mod admin;
 mod attempt;
@@ -21,47 +27,31 @@ pub mod clock;
 mod committer;
 pub mod record;
 mod release;
+mod runner;
 pub mod schedule;
 pub mod settle;
 pub mod stats;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use smol::channel::{self, Receiver, Sender};
-use smol::{Executor, Timer, future::FutureExt as _};
+use smol::{Executor, Timer};
 
 use crate::Settings;
 use crate::deliver::maildir;
 use crate::deliver::remote::Client;
-use crate::envelope::Route;
 use committer::Done;
 use store::{Message, QueueId, Store, StoreError, Write};
-
-/// How many due messages the runner reads per scan, and the most attempts
-/// under way at once. Remote attempts are capped lower, by `[outbound]
-/// max_concurrent`; local ones wait only for the Maildir writers, and the
-/// more of them wait together, the fewer trips to the disk they take.
-const SCAN_WINDOW: usize = 256;
-
-/// The longest the runner sleeps without looking at the queue.
-const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// A delivery report to queue with an outcome: its record and its bytes.
 type Report = Option<Box<(Message, Vec<u8>)>>;
 
-/// An admin change waiting for its message, and where its answer goes.
-type AdminRequest = (QueueId, admin::Command, Sender<Result<String, String>>);
-
 /// How long a message whose record cannot be read is left alone.
 const HOLD_BROKEN: u64 = 3600;
-
-/// How soon a failed outcome write is tried again.
-const REWRITE_DELAY: Duration = Duration::from_secs(5);
 
 enum Event {
     /// Something was queued, or a retry was asked for.
@@ -207,139 +197,7 @@ impl Queue {
         clients: SharedClient,
         ex: Arc<Executor<'static>>,
     ) {
-        let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
-        // Messages with an attempt or admin change under way; true for those
-        // with remote recipients.
-        let mut busy: HashMap<QueueId, bool> = HashMap::new();
-        let mut remote_waiting: HashSet<QueueId> = HashSet::new();
-        let mut held: HashMap<QueueId, u64> = HashMap::new();
-        let mut unrecorded: Vec<(Message, Report)> = Vec::new();
-        let mut admin_waiting: Vec<AdminRequest> = Vec::new();
-        let mut jitter = Jitter::new(0);
-        loop {
-            let settings_now = current(&settings);
-            let remote_cap = settings_now.config.outbound.max_concurrent.max(1);
-            let client = Arc::clone(&*clients.read().unwrap_or_else(|p| p.into_inner()));
-            client.close_idle().await;
-            let now = self.store.now();
-            held.retain(|_, until| *until > now);
-            for (message, report) in unrecorded.drain(..) {
-                self.record(message, report);
-            }
-            // Admin changes wait for the message's attempt to end, then keep
-            // attempts away while they run.
-            let mut still_waiting = Vec::new();
-            for (id, cmd, reply) in admin_waiting.drain(..) {
-                if busy.contains_key(&id) {
-                    still_waiting.push((id, cmd, reply));
-                    continue;
-                }
-                busy.insert(id, false);
-                let queue = Arc::clone(&self);
-                let settings = Arc::clone(&settings_now);
-                ex.spawn(async move {
-                    let result = admin::run(&queue, &settings, &cmd).await;
-                    let _ = reply.try_send(result);
-                    queue.finished(id, None);
-                })
-                .detach();
-            }
-            admin_waiting = still_waiting;
-            // While the remote places are all taken, the remote messages seen
-            // waiting are passed over, so local mail behind a remote backlog
-            // is still found.
-            let remote_full = busy.values().filter(|&&r| r).count() >= remote_cap;
-            if !remote_full {
-                remote_waiting.clear();
-            }
-            let skip = |id: QueueId| {
-                busy.contains_key(&id) || held.contains_key(&id) || remote_waiting.contains(&id)
-            };
-            let mut wait = MAX_IDLE;
-            let scan = if self.stopping.load(Ordering::SeqCst) {
-                Ok((Vec::new(), None))
-            } else {
-                self.store.due(now, SCAN_WINDOW, skip)
-            };
-            match scan {
-                Ok((ids, next)) => {
-                    if let Some(at) = next {
-                        wait = Duration::from_secs(at.saturating_sub(now)).min(MAX_IDLE);
-                    }
-                    let mut remote_busy = busy.values().filter(|&&r| r).count();
-                    for id in ids {
-                        // Finished events free places; they wake the loop.
-                        if busy.len() >= SCAN_WINDOW {
-                            break;
-                        }
-                        let remote = self.store.message(id).ok().flatten().is_some_and(|m| has_remote(&m));
-                        if remote && remote_busy >= remote_cap {
-                            remote_waiting.insert(id);
-                            continue;
-                        }
-                        remote_busy += usize::from(remote);
-                        busy.insert(id, remote);
-                        log::debug!("runner: attempt {id} ({} busy, {remote_busy} remote)", busy.len());
-                        let task = Arc::clone(&self).attempt_guarded(
-                            id,
-                            Arc::clone(&settings_now),
-                            Arc::clone(&client),
-                            jitter.next(),
-                        );
-                        ex.spawn(task).detach();
-                    }
-                }
-                Err(e) => log::error!("cannot read the queue: {e}"),
-            }
-            if let Some(&until) = held.values().min() {
-                wait = wait.min(Duration::from_secs(until.saturating_sub(now)));
-            }
-            self.under_way.store(busy.len(), Ordering::SeqCst);
-            let first = async { self.events_rx.recv().await.ok() }
-                .or(async {
-                    Timer::after(wait).await;
-                    None
-                })
-                .await;
-            // Take every other event that is already waiting before scanning.
-            for event in first.into_iter().chain(std::iter::from_fn(|| self.events_rx.try_recv().ok())) {
-                match event {
-                    Event::Wake => {}
-                    Event::Delivered(id) => {
-                        if let Some(remote) = busy.get_mut(&id) {
-                            *remote = false;
-                        }
-                    }
-                    Event::Finished { id, hold } => {
-                        busy.remove(&id);
-                        if let Some(until) = hold {
-                            held.insert(id, until);
-                        }
-                    }
-                    Event::Unrecorded(message, report) => unrecorded.push((message, report)),
-                    Event::Admin(id, cmd, reply) => admin_waiting.push((id, cmd, reply)),
-                }
-            }
-            if !unrecorded.is_empty() {
-                Timer::after(REWRITE_DELAY).await;
-            }
-        }
-    }
-
-    /// Runs one attempt; a panic in it ends the attempt, not the runner, and
-    /// the message is left alone for an hour.
-    async fn attempt_guarded(
-        self: Arc<Queue>,
-        id: QueueId,
-        settings: Arc<Settings>,
-        client: Arc<Client>,
-        jitter: f64,
-    ) {
-        let attempt = std::panic::AssertUnwindSafe(self.attempt(id, &settings, &client, jitter));
-        if attempt.catch_unwind().await.is_err() {
-            log::error!(target: "mail", "id={id} status=error error=\"delivery panicked; held for an hour\"");
-            self.finished(id, Some(self.store.now() + HOLD_BROKEN));
-        }
+        runner::Runner::new(self, settings, clients, ex).run().await;
     }
 
     fn finished(&self, id: QueueId, hold: Option<u64>) {
@@ -413,30 +271,5 @@ impl Queue {
         if self.writes.try_send((Write::Update { message, report }, done)).is_err() {
             log::error!("the committer has stopped");
         }
-    }
-}
-
-/// Whether an attempt on `m` would speak SMTP to another server.
-fn has_remote(m: &Message) -> bool {
-    m.recipients.iter().any(|r| r.status == store::Status::Pending && matches!(r.route, Route::Remote(_)))
-}
-
-/// A small xorshift generator for retry jitter; no need for a crypto RNG.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(salt: u64) -> Jitter {
-        static SEED: AtomicU64 = AtomicU64::new(0);
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
-        let s = t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Jitter((s ^ SEED.fetch_add(1, Ordering::Relaxed)) | 1)
-    }
-
-    /// A number in [0, 1).
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
