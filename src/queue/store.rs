@@ -22,7 +22,7 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTl
 
 use super::clock::{self, CHECKPOINT_EVERY, Checkpoint, Clock};
 use super::record::{decode, encode};
-use super::release::{self, RELEASE_EVERY};
+use super::release::Mapping;
 // The records the store keeps, where the rest of the crate has always found them.
 pub use super::record::{Kind, Message, QueueId, Recipient, Status};
 
@@ -119,12 +119,9 @@ pub struct Store {
     chunks: Database<'static, Bytes, Bytes>,
     due: Database<'static, Bytes, Bytes>,
     meta: Database<'static, Bytes, Bytes>,
-    /// The data file's mapping (address, length), to give its pages back.
-    map: Option<(usize, usize)>,
-    /// The data file opened for reading, for large values.
-    file: Option<std::fs::File>,
-    /// Body bytes written or deleted since the mapping was last given back.
-    churn: AtomicU64,
+    /// LMDB's mapping of the data file, to read large values beside it and
+    /// give its pages back.
+    mapping: Mapping,
     next_id: AtomicU64,
     /// This store's own random number, made when it was first opened.
     tag: AtomicU64,
@@ -278,13 +275,7 @@ impl Store {
         {
             log::warn!("cannot reserve disk space for the queue in {}: {e}", path.display());
         }
-        let map = data_file.as_deref().and_then(release::find_mapping);
-        if map.is_none() {
-            log::warn!(
-                "cannot find the queue's mapping in /proc/self/maps; large messages will be read through it"
-            );
-        }
-        let file = data_file.and_then(|p| std::fs::File::open(p).ok());
+        let mapping = Mapping::find(data_file.as_deref());
         let store = Store {
             env,
             messages,
@@ -295,9 +286,7 @@ impl Store {
             tag: AtomicU64::new(0),
             clock: Clock::new(0),
             checkpointed: AtomicU64::new(0),
-            map,
-            file,
-            churn: AtomicU64::new(0),
+            mapping,
             _lock: lock,
         };
         store.sweep()?;
@@ -408,17 +397,9 @@ impl Store {
         }
         for w in writes {
             let churn = self.apply_one(&mut wtxn, w)?;
-            // Reading a page of the mapping makes the kernel map the pages
-            // around it too, and deleting a large value reads its first page:
-            // left alone, one batch of deliveries of large messages would map
-            // a good part of every one of them. So every MiB written or
-            // deleted, even inside a transaction, the mapping is given back
-            // (LMDB writes through pwrite, not the mapping, and pages read
-            // again come back as they were); hot pages return on next access.
-            if self.churn.fetch_add(churn, Ordering::Relaxed) + churn >= RELEASE_EVERY {
-                self.churn.store(0, Ordering::Relaxed);
-                self.release_map();
-            }
+            // Even inside a transaction: one batch of large messages would
+            // otherwise leave much of each of them mapped.
+            self.mapping.churned(churn);
         }
         wtxn.commit().map_err(|e| {
             let needed = writes.iter().map(|w| w.weight() as u64).sum();
@@ -434,13 +415,6 @@ impl Store {
     fn space_left(&self) -> Option<u64> {
         let st = rustix::fs::statvfs(self.env.path()).ok()?;
         Some(st.f_bavail.saturating_mul(st.f_frsize))
-    }
-
-    /// Drops the whole data file mapping from this process's memory.
-    fn release_map(&self) {
-        if let Some((start, len)) = self.map {
-            release::release_range(start, len);
-        }
     }
 
     /// Applies one write; returns about how many body bytes it wrote or deleted.
@@ -605,7 +579,7 @@ impl Store {
             let (_, bytes) = item.map_err(store_err)?;
             count += 1;
             size += bytes.len() as u64;
-            f(self.read_value(bytes, &mut buf).map_err(ReadError::Io)?).map_err(ReadError::Io)?;
+            f(self.mapping.read(bytes, &mut buf).map_err(ReadError::Io)?).map_err(ReadError::Io)?;
         }
         if count != m.chunks || size != m.size {
             return Err(ReadError::Store(StoreError::Other(format!(
@@ -615,9 +589,7 @@ impl Store {
         }
         Ok(())
     }
-}
 
-impl Store {
     /// Piece `n` of message `id`, copied out; `None` past the last one.
     ///
     /// # Errors
@@ -628,29 +600,8 @@ impl Store {
             return Ok(None);
         };
         let mut buf = Vec::new();
-        let copy = self.read_value(bytes, &mut buf).map_err(|e| StoreError::Other(e.to_string()))?.to_vec();
+        let copy = self.mapping.read(bytes, &mut buf).map_err(|e| StoreError::Other(e.to_string()))?.to_vec();
         Ok(Some(copy))
-    }
-
-    /// The bytes of a value found in the mapping. A large one is read with
-    /// pread from the same offset of the data file into `buf`, not through the
-    /// mapping: touching mapped pages makes the kernel map whole page-cache
-    /// folios around them, and delivering twenty 10 MiB messages would leave
-    /// the process with tens of MiB mapped. The read transaction open around
-    /// the call keeps those pages from being reused, and LMDB writes its file
-    /// with pwrite, so both paths see the same bytes.
-    fn read_value<'a>(&self, bytes: &'a [u8], buf: &'a mut Vec<u8>) -> std::io::Result<&'a [u8]> {
-        const WORTH_IT: usize = 64 * 1024;
-        let (Some((start, len)), Some(file)) = (self.map, &self.file) else {
-            return Ok(bytes);
-        };
-        let at = bytes.as_ptr() as usize;
-        if bytes.len() < WORTH_IT || at < start || at + bytes.len() > start + len {
-            return Ok(bytes);
-        }
-        buf.resize(bytes.len(), 0);
-        std::os::unix::fs::FileExt::read_exact_at(file, buf, (at - start) as u64)?;
-        Ok(buf)
     }
 }
 
@@ -737,12 +688,12 @@ mod tests {
     fn the_data_file_mapping_is_found_and_can_be_given_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 24).unwrap();
-        let (_, len) = store.map.expect("data.mdb is in /proc/self/maps");
+        let (_, len) = store.mapping.range().expect("data.mdb is in /proc/self/maps");
         assert_eq!(len, 1 << 24);
         let m = sample(&store);
         let big = vec![b'x'; 1 << 20];
         store.apply(&[Write::Commit { pieces: vec![(0, big.clone())], message: m.clone() }]).unwrap();
-        store.release_map();
+        store.mapping.release();
         // Reads after the release see the same bytes.
         assert_eq!(store.chunk(m.id, 0).unwrap().unwrap(), big);
     }
