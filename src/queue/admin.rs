@@ -1,6 +1,7 @@
 //! `postern queue ...`: list, show, retry, delete and bounce queued messages.
 //! The same code answers on the control socket of a running server and runs
 //! directly on the store when no server is running.
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::sync::Arc;

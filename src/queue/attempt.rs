@@ -2,6 +2,7 @@
 //! Maildirs, remote ones through the SMTP client (grouped by domain), then
 //! the new state of every recipient, and the bounce or delay notice it calls
 //! for, recorded together.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
