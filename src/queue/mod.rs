@@ -3,7 +3,8 @@
 //! runner and the control socket share; the parts live beside it:
 //!
 //! - `record`: the records and their codec; `store`: LMDB, the only user of
-//!   heed; `release`: giving the mapping's pages back.
+//!   heed; `release`: the data file's mapping and giving its pages back;
+//!   `reserve`: room for the data file written out ahead of LMDB.
 //! - `committer`: the thread that owns all LMDB writes and commits whatever is
 //!   waiting in one transaction (group commit), so twenty sessions finishing
 //!   DATA at once cost one fsync'd commit, not twenty.
@@ -27,6 +28,7 @@ pub mod clock;
 mod committer;
 pub mod record;
 mod release;
+mod reserve;
 mod runner;
 pub mod schedule;
 pub mod settle;

@@ -23,6 +23,7 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTl
 use super::clock::{self, CHECKPOINT_EVERY, Checkpoint, Clock};
 use super::record::{decode, encode};
 use super::release::Mapping;
+use super::reserve::{RESERVE, reserve};
 // The records the store keeps, where the rest of the crate has always found them.
 pub use super::record::{Kind, Message, QueueId, Recipient, Status};
 
@@ -175,43 +176,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
         StoreError::Other(format!("{}: {e}: another postern process is using this data dir", path.display()))
     })?;
     Ok(file)
-}
-
-/// How much of the data file is written out, as zeros, before LMDB needs it.
-const RESERVE: u64 = 8 << 20;
-
-/// Makes `path` at least `len` bytes long with zeros written (not a hole, not
-/// `fallocate`'s unwritten extents) and synced, but never takes more than a
-/// quarter of the file system's free space: a nearly full disk keeps its
-/// room for mail. LMDB grows its file one commit at a time, and on ext4 each
-/// commit that grows it (or fills a hole) makes its `fdatasync` a journal
-/// commit as well: on an SD card two or three more writes per commit. Space
-/// LMDB has not reached yet is never read by it, so the zeros are just
-/// room. Done once per open, with nothing else writing; on an error the file
-/// is cut back to the length it had.
-fn reserve(path: &Path, len: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt as _;
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    let start = file.metadata()?.len();
-    let free = rustix::fs::fstatvfs(&file).map(|s| s.f_bavail.saturating_mul(s.f_frsize)).unwrap_or(0);
-    let len = len.min(start.saturating_add(free / 4));
-    if start >= len {
-        return Ok(());
-    }
-    let zeros = vec![0u8; 256 << 10];
-    let written = (|| {
-        let mut at = start;
-        while at < len {
-            let n = zeros.len().min(usize::try_from(len - at).unwrap_or(usize::MAX));
-            file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        file.sync_all()
-    })();
-    if written.is_err() {
-        let _ = file.set_len(start);
-    }
-    written
 }
 
 impl fmt::Debug for Store {
