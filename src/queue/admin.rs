@@ -1,6 +1,7 @@
 //! `postern queue ...`: list, show, retry, delete and bounce queued messages.
 //! The same code answers on the control socket of a running server and runs
 //! directly on the store when no server is running.
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -102,7 +103,7 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
             Ok(format!("{id} deleted\n"))
         }
         Command::Bounce(id) => {
-            let mut m = find(*id)?;
+            let m = find(*id)?;
             let results = m
                 .recipients
                 .iter()
@@ -115,7 +116,7 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
                     })
                 })
                 .collect();
-            let report = queue.conclude(&mut m, results, settings, 0.5);
+            let (m, report) = queue.conclude(m, results, settings, 0.5);
             queue.write(Write::Update { message: m, report }).await.map_err(|e| e.to_string())?;
             queue.wake();
             Ok(format!("{id} bounced\n"))

@@ -2,6 +2,7 @@
 //! Maildirs, remote ones through the SMTP client (grouped by domain), then
 //! the new state of every recipient, and the bounce or delay notice it calls
 //! for, recorded together.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,24 +10,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::bounce::{self, Dsn, RecipientReport};
 use super::schedule::Schedule;
-use super::stats::Outcome;
-use super::store::{Kind, Message, QueueId, ReadError, Recipient, Status, unix_now};
-use super::{HOLD_BROKEN, Queue};
+use super::settle::{self, ReportTo, Settlement, Tried, Verdict, settle};
+use super::store::{Message, QueueId, ReadError, Recipient, Status, unix_now};
+use super::{HOLD_BROKEN, Queue, Report};
 use crate::Settings;
 use crate::accounts::Resolution;
 use crate::deliver::remote::{Client, Outgoing, RecipientResult};
-use crate::deliver::{Class, DeliveryError, maildir};
+use crate::deliver::{DeliveryError, maildir};
 use crate::envelope::{Address, Route};
-use crate::logtext::{printable, quoted, word};
+use crate::logtext::{quoted, word};
 use crate::message::delivery_headers;
 use crate::smtp::client::EnhancedCode;
 
 /// The most header bytes of the original message a report quotes.
 const MAX_QUOTED_HEADERS: usize = 64 * 1024;
-
-/// The status of a recipient given up on for its age (RFC 3463: delivery
-/// time expired), when its last error said nothing more definite.
-const EXPIRED: EnhancedCode = EnhancedCode::new(4, 4, 7);
 
 impl Queue {
     /// Delivers message `id` to every pending recipient and records the outcome.
@@ -83,7 +80,7 @@ impl Queue {
                 results.iter_mut().map(|r| if matches!(r, Some(Ok(_))) { r.take() } else { None }).collect();
             if early.iter().any(Option::is_some) {
                 // Deliveries alone call for no report.
-                let _ = self.conclude(&mut message, early, settings, jitter);
+                (message, _) = self.conclude(message, early, settings, jitter);
                 self.progress(message.clone());
             }
         }
@@ -113,7 +110,7 @@ impl Queue {
         }
         // The remote connections are over: another attempt may use the place.
         let _ = self.events.try_send(super::Event::Delivered(id));
-        let report = self.conclude(&mut message, results, settings, jitter);
+        let (message, report) = self.conclude(message, results, settings, jitter);
         self.record(message, report);
         // A crash before a remote 250 is recorded sends the message again
         // (RFC 1047): that record waits for no company.
@@ -175,100 +172,76 @@ impl Queue {
         Ok(self.maildir.submit(job).await)
     }
 
-    /// Applies the results to the message's recipients, logs each, sets the
-    /// next attempt, and writes the report the changes call for.
+    /// Settles the attempt (see [`settle`]) on the queue clock: counts and
+    /// logs what became of each recipient tried, and renders the report it
+    /// calls for. Returns the message's new state and the report to queue
+    /// with it.
     pub(super) fn conclude(
         &self,
-        message: &mut Message,
+        message: Message,
         results: Vec<Option<RecipientResult>>,
         settings: &Settings,
         jitter: f64,
-    ) -> Option<Box<(Message, Vec<u8>)>> {
+    ) -> (Message, Report) {
         let id = message.id;
-        let config = &settings.config;
-        let schedule = Schedule::new(&config.queue);
+        let schedule = Schedule::new(&settings.config.queue);
         // Ages and due times are on the queue clock, which no jump of the
         // wall clock moves.
         let now = self.store.now();
-        let expired = schedule.expired(message.queued, now);
-        let mut failed = Vec::new();
-        let mut delayed = Vec::new();
-        for (r, result) in message.recipients.iter_mut().zip(results) {
-            let Some(result) = result else { continue };
-            r.attempts += 1;
+        let Settlement { message, tried, report } = settle(message, results, now, &schedule, jitter);
+        for Tried { index, verdict, text } in &tried {
+            let r = &message.recipients[*index];
             let address = r.route.address();
             let to = word(&address);
-            match result {
-                Ok(how) => {
-                    self.stats.count(Outcome::Delivered, now);
-                    r.status = Status::Delivered;
-                    r.last_error.clear();
-                    log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result={}", r.attempts, quoted(&how));
+            self.stats.count(verdict.outcome(), now);
+            match verdict {
+                Verdict::Delivered => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=delivered attempts={} result={}", r.attempts, quoted(text));
                 }
-                Err(e) if e.class() == Class::Permanent => {
-                    self.stats.count(Outcome::Failed, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error={}", quoted(e.text()));
-                    r.status = Status::Failed;
-                    r.last_error = printable(e.text());
-                    failed.push(report_for(r, &e, e.status()));
+                Verdict::Failed => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=failed error={}", quoted(text))
                 }
-                Err(e) if expired => {
-                    self.stats.count(Outcome::Failed, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error={}", quoted(e.text()));
-                    r.status = Status::Failed;
-                    r.last_error = printable(e.text());
-                    // It failed for its age, unless the last error says more.
-                    let status = if e.status().is_unspecific() { EXPIRED } else { e.status() };
-                    failed.push(report_for(r, &e, status));
+                Verdict::Expired => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=expired error={}", quoted(text))
                 }
-                Err(e) => {
-                    self.stats.count(Outcome::Deferred, now);
-                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error={}", r.attempts, quoted(e.text()));
-                    r.last_error = printable(e.text());
-                    delayed.push(report_for(r, &e, e.status()));
+                Verdict::Deferred => {
+                    log::info!(target: "mail", "id={id} to=<{to}> status=deferred attempts={} error={}", r.attempts, quoted(text));
                 }
             }
         }
-        let attempts =
-            message.recipients.iter().filter(|r| r.status == Status::Pending).map(|r| r.attempts).max();
-        message.next_attempt = now + schedule.delay(attempts.unwrap_or(1).max(1), jitter).as_secs().max(1);
-        if !failed.is_empty() {
-            return self.report(message, bounce::Notice::Failed, &failed, settings);
-        }
-        let late = now.saturating_sub(message.queued) >= config.queue.delay_notice.as_secs();
-        if !delayed.is_empty() && late && !message.delay_notified && message.kind == Kind::Normal {
-            message.delay_notified = true;
-            return self.report(message, bounce::Notice::Delayed, &delayed, settings);
-        }
-        None
+        let report = match report {
+            None => None,
+            Some(settle::Report::NullSender) => {
+                log::info!(target: "mail", "id={id} status=no-report reason=\"null sender\"");
+                None
+            }
+            Some(settle::Report::Dropped) => {
+                log::warn!(target: "mail", "id={id} status=dropped reason=\"a report to postmaster could not be delivered\"");
+                None
+            }
+            Some(settle::Report::Send { notice, to, recipients }) => {
+                self.report(&message, notice, &to, &recipients, settings)
+            }
+        };
+        (message, report)
     }
 
     /// A delivery report on `message` for `recipients`, as a new queued
-    /// message: to the sender; for a failed report, to postmaster once; a
-    /// failed report to postmaster is dropped. Never to `<>`.
+    /// message to `to`.
     fn report(
         &self,
         message: &Message,
         notice: bounce::Notice,
+        to: &ReportTo,
         recipients: &[RecipientReport],
         settings: &Settings,
     ) -> Option<Box<(Message, Vec<u8>)>> {
         let id = message.id;
         let accounts = &settings.accounts;
-        let (to, report_kind) = match (message.kind, &message.sender) {
-            (Kind::Normal, Some(sender)) => (sender.clone(), Kind::Bounce),
-            (Kind::Normal, None) => {
-                log::info!(target: "mail", "id={id} status=no-report reason=\"null sender\"");
-                return None;
-            }
-            (Kind::Bounce, _) if notice == bounce::Notice::Failed => {
-                (Address::new("postmaster", accounts.primary_domain().clone()), Kind::DoubleBounce)
-            }
-            (Kind::Bounce, _) => return None,
-            (Kind::DoubleBounce, _) => {
-                log::warn!(target: "mail", "id={id} status=dropped reason=\"a report to postmaster could not be delivered\"");
-                return None;
-            }
+        let report_kind = to.kind();
+        let to = match to {
+            ReportTo::Sender(sender) => sender.clone(),
+            ReportTo::Postmaster => Address::new("postmaster", accounts.primary_domain().clone()),
         };
         let routes = match accounts.resolve(&to) {
             Resolution::TooMany => {
@@ -327,16 +300,5 @@ impl Queue {
         let what = if notice == bounce::Notice::Failed { "bounced" } else { "delay-notice" };
         log::info!(target: "mail", "id={id} status={what} report={report_id} to=<{}>", word(&to.to_string()));
         Some(Box::new((report, body)))
-    }
-}
-
-/// The report on one recipient that `e` failed or delays: `status`, the
-/// error's text as stored, and the remote MTA that said it.
-fn report_for(r: &Recipient, e: &DeliveryError, status: EnhancedCode) -> RecipientReport {
-    RecipientReport {
-        recipient: r.route.address(),
-        status: status.to_string(),
-        diagnostic: (!r.last_error.is_empty()).then(|| r.last_error.clone()),
-        remote_mta: e.remote_mta().map(printable),
     }
 }

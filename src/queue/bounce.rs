@@ -6,6 +6,7 @@
 //! where there is whitespace to fold at. Text that comes from outside (remote replies, addresses)
 //! has its control characters and line breaks turned into single spaces, so it cannot end a field
 //! or a part early.
+#![forbid(unsafe_code)]
 
 use std::time::SystemTime;
 

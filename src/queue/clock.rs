@@ -10,6 +10,7 @@
 //! most once a [`CHECKPOINT_EVERY`] (never as a write of its own), and the
 //! next start goes on from there: the time the server was down counts for
 //! at most [`CHECKPOINT_EVERY`], however far the wall clock moved meanwhile.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

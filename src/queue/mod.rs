@@ -1,69 +1,59 @@
 //! The queue: the commit point of every message, and the runner that delivers
-//! what is due.
+//! what is due. This module holds the [`Queue`] handle that sessions, the
+//! runner and the control socket share; the parts live beside it:
 //!
-//! - The committer thread owns all LMDB writes and commits whatever is waiting
-//!   in one transaction (group commit), so twenty sessions finishing DATA at
-//!   once cost one fsync'd commit, not twenty.
-//! - The runner task looks for due messages and starts an attempt for each,
-//!   up to a cap. Maildir writes and fsyncs run on the blocking pool, a few at
-//!   a time; remote deliveries are async SMTP conversations.
-//! - An attempt delivers, then asks the committer to record the outcome, with
-//!   any bounce or delay notice in the same transaction. Local copies are
-//!   recorded as soon as they are durable, before any remote conversation of
-//!   the same message ends. A crash between a delivery and its record loses
-//!   nothing: a local copy is found again by its name and not written twice;
-//!   a remote one may be sent again.
+//! - `record`: the records and their codec; `store`: LMDB, the only user of
+//!   heed; `release`: the data file's mapping and giving its pages back;
+//!   `reserve`: room for the data file written out ahead of LMDB.
+//! - `committer`: the thread that owns all LMDB writes and commits whatever is
+//!   waiting in one transaction (group commit), so twenty sessions finishing
+//!   DATA at once cost one fsync'd commit, not twenty.
+//! - `runner`: the task that looks for due messages and starts an attempt for
+//!   each, up to a cap. Maildir writes and fsyncs run on the blocking pool, a
+//!   few at a time; remote deliveries are async SMTP conversations.
+//! - `attempt`: one attempt delivers, then asks the committer to record the
+//!   outcome `settle` decides, with any bounce or delay notice (`bounce`) in
+//!   the same transaction. Local copies are recorded as soon as they are
+//!   durable, before any remote conversation of the same message ends. A
+//!   crash between a delivery and its record loses nothing: a local copy is
+//!   found again by its name and not written twice; a remote one may be sent
+//!   again.
+//! - `schedule` and `clock`: when, on the queue clock; `stats`: the last
+//!   hour's counts; `admin`: `postern queue`.
 
 pub mod admin;
 mod attempt;
 pub mod bounce;
 pub mod clock;
+mod committer;
+pub mod record;
+mod release;
+mod reserve;
+mod runner;
 pub mod schedule;
+pub mod settle;
 pub mod stats;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use smol::channel::{self, Receiver, Sender};
-use smol::{Executor, Timer, future::FutureExt as _};
+use smol::{Executor, Timer};
 
 use crate::Settings;
 use crate::deliver::maildir;
 use crate::deliver::remote::Client;
-use crate::envelope::Route;
+use committer::Done;
 use store::{Message, QueueId, Store, StoreError, Write};
-
-/// The largest batch of bytes the committer puts into one transaction; bounds
-/// the memory LMDB holds for dirty pages.
-const MAX_BATCH_BYTES: usize = 4 << 20;
-
-/// How many due messages the runner reads per scan, and the most attempts
-/// under way at once. Remote attempts are capped lower, by `[outbound]
-/// max_concurrent`; local ones wait only for the Maildir writers, and the
-/// more of them wait together, the fewer trips to the disk they take.
-const SCAN_WINDOW: usize = 256;
-
-/// The longest the runner sleeps without looking at the queue.
-const MAX_IDLE: Duration = Duration::from_secs(60);
-
-type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// A delivery report to queue with an outcome: its record and its bytes.
 type Report = Option<Box<(Message, Vec<u8>)>>;
 
-/// An admin change waiting for its message, and where its answer goes.
-type AdminRequest = (QueueId, admin::Command, Sender<Result<String, String>>);
-
 /// How long a message whose record cannot be read is left alone.
 const HOLD_BROKEN: u64 = 3600;
-
-/// How soon a failed outcome write is tried again.
-const REWRITE_DELAY: Duration = Duration::from_secs(5);
 
 enum Event {
     /// Something was queued, or a retry was asked for.
@@ -127,12 +117,7 @@ impl Queue {
     pub fn open(settings: &Settings) -> Result<Queue, StoreError> {
         let config = &settings.config;
         let store = Arc::new(Store::open(&dir(&config.data_dir), config.limits.store_size)?);
-        let (writes, rx) = channel::unbounded::<(Write, Done)>();
-        let committer_store = Arc::clone(&store);
-        thread::Builder::new()
-            .name("committer".into())
-            .spawn(move || committer(&committer_store, &rx))
-            .map_err(|e| StoreError::Other(format!("cannot start the committer thread: {e}")))?;
+        let writes = committer::start(Arc::clone(&store))?;
         let (events, events_rx) = channel::unbounded();
         let maildir = maildir::Writer::start(config.limits.delivery_workers)
             .map_err(|e| StoreError::Other(format!("cannot start the Maildir writers: {e}")))?;
@@ -214,139 +199,7 @@ impl Queue {
         clients: SharedClient,
         ex: Arc<Executor<'static>>,
     ) {
-        let current = |s: &SharedSettings| Arc::clone(&*s.read().unwrap_or_else(|p| p.into_inner()));
-        // Messages with an attempt or admin change under way; true for those
-        // with remote recipients.
-        let mut busy: HashMap<QueueId, bool> = HashMap::new();
-        let mut remote_waiting: HashSet<QueueId> = HashSet::new();
-        let mut held: HashMap<QueueId, u64> = HashMap::new();
-        let mut unrecorded: Vec<(Message, Report)> = Vec::new();
-        let mut admin_waiting: Vec<AdminRequest> = Vec::new();
-        let mut jitter = Jitter::new(0);
-        loop {
-            let settings_now = current(&settings);
-            let remote_cap = settings_now.config.outbound.max_concurrent.max(1);
-            let client = Arc::clone(&*clients.read().unwrap_or_else(|p| p.into_inner()));
-            client.close_idle().await;
-            let now = self.store.now();
-            held.retain(|_, until| *until > now);
-            for (message, report) in unrecorded.drain(..) {
-                self.record(message, report);
-            }
-            // Admin changes wait for the message's attempt to end, then keep
-            // attempts away while they run.
-            let mut still_waiting = Vec::new();
-            for (id, cmd, reply) in admin_waiting.drain(..) {
-                if busy.contains_key(&id) {
-                    still_waiting.push((id, cmd, reply));
-                    continue;
-                }
-                busy.insert(id, false);
-                let queue = Arc::clone(&self);
-                let settings = Arc::clone(&settings_now);
-                ex.spawn(async move {
-                    let result = admin::run(&queue, &settings, &cmd).await;
-                    let _ = reply.try_send(result);
-                    queue.finished(id, None);
-                })
-                .detach();
-            }
-            admin_waiting = still_waiting;
-            // While the remote places are all taken, the remote messages seen
-            // waiting are passed over, so local mail behind a remote backlog
-            // is still found.
-            let remote_full = busy.values().filter(|&&r| r).count() >= remote_cap;
-            if !remote_full {
-                remote_waiting.clear();
-            }
-            let skip = |id: QueueId| {
-                busy.contains_key(&id) || held.contains_key(&id) || remote_waiting.contains(&id)
-            };
-            let mut wait = MAX_IDLE;
-            let scan = if self.stopping.load(Ordering::SeqCst) {
-                Ok((Vec::new(), None))
-            } else {
-                self.store.due(now, SCAN_WINDOW, skip)
-            };
-            match scan {
-                Ok((ids, next)) => {
-                    if let Some(at) = next {
-                        wait = Duration::from_secs(at.saturating_sub(now)).min(MAX_IDLE);
-                    }
-                    let mut remote_busy = busy.values().filter(|&&r| r).count();
-                    for id in ids {
-                        // Finished events free places; they wake the loop.
-                        if busy.len() >= SCAN_WINDOW {
-                            break;
-                        }
-                        let remote = self.store.message(id).ok().flatten().is_some_and(|m| has_remote(&m));
-                        if remote && remote_busy >= remote_cap {
-                            remote_waiting.insert(id);
-                            continue;
-                        }
-                        remote_busy += usize::from(remote);
-                        busy.insert(id, remote);
-                        log::debug!("runner: attempt {id} ({} busy, {remote_busy} remote)", busy.len());
-                        let task = Arc::clone(&self).attempt_guarded(
-                            id,
-                            Arc::clone(&settings_now),
-                            Arc::clone(&client),
-                            jitter.next(),
-                        );
-                        ex.spawn(task).detach();
-                    }
-                }
-                Err(e) => log::error!("cannot read the queue: {e}"),
-            }
-            if let Some(&until) = held.values().min() {
-                wait = wait.min(Duration::from_secs(until.saturating_sub(now)));
-            }
-            self.under_way.store(busy.len(), Ordering::SeqCst);
-            let first = async { self.events_rx.recv().await.ok() }
-                .or(async {
-                    Timer::after(wait).await;
-                    None
-                })
-                .await;
-            // Take every other event that is already waiting before scanning.
-            for event in first.into_iter().chain(std::iter::from_fn(|| self.events_rx.try_recv().ok())) {
-                match event {
-                    Event::Wake => {}
-                    Event::Delivered(id) => {
-                        if let Some(remote) = busy.get_mut(&id) {
-                            *remote = false;
-                        }
-                    }
-                    Event::Finished { id, hold } => {
-                        busy.remove(&id);
-                        if let Some(until) = hold {
-                            held.insert(id, until);
-                        }
-                    }
-                    Event::Unrecorded(message, report) => unrecorded.push((message, report)),
-                    Event::Admin(id, cmd, reply) => admin_waiting.push((id, cmd, reply)),
-                }
-            }
-            if !unrecorded.is_empty() {
-                Timer::after(REWRITE_DELAY).await;
-            }
-        }
-    }
-
-    /// Runs one attempt; a panic in it ends the attempt, not the runner, and
-    /// the message is left alone for an hour.
-    async fn attempt_guarded(
-        self: Arc<Queue>,
-        id: QueueId,
-        settings: Arc<Settings>,
-        client: Arc<Client>,
-        jitter: f64,
-    ) {
-        let attempt = std::panic::AssertUnwindSafe(self.attempt(id, &settings, &client, jitter));
-        if attempt.catch_unwind().await.is_err() {
-            log::error!(target: "mail", "id={id} status=error error=\"delivery panicked; held for an hour\"");
-            self.finished(id, Some(self.store.now() + HOLD_BROKEN));
-        }
+        runner::Runner::new(self, settings, clients, ex).run().await;
     }
 
     fn finished(&self, id: QueueId, hold: Option<u64>) {
@@ -419,176 +272,6 @@ impl Queue {
         });
         if self.writes.try_send((Write::Update { message, report }, done)).is_err() {
             log::error!("the committer has stopped");
-        }
-    }
-}
-
-/// How long the outcome of a delivery may wait to be committed with other
-/// writes (see [`Write::can_wait`]), and how many may wait.
-const OUTCOME_WAIT: Duration = Duration::from_millis(50);
-const OUTCOMES_WAITING: usize = 64;
-
-/// The longest a commit waits for company once it must go (see
-/// [`company_wait`]).
-const COMPANY_WAIT_MAX: Duration = Duration::from_millis(50);
-
-/// Whether `w` is a message a client is waiting to hear `250` for: the
-/// writes whose company a commit waits for. The server's own writes
-/// (deferrals, admin commands, syncs) are not counted.
-fn from_client(w: &Write) -> bool {
-    matches!(w, Write::Commit { .. })
-}
-
-/// How long a commit that must go waits for more writes: only when the last
-/// one carried more than one message a client was waiting on (clients send
-/// together), and then a share of what the last commit took, so a slow disk
-/// (an SD card) gathers more and a fast one next to nothing; the wait ends
-/// as soon as as many such messages are in as last time. Clients that heard
-/// their `250` in one commit come back with their next message some
-/// milliseconds apart (tens of them on a busy board); without the wait the
-/// first of them goes alone and the rest wait for a whole commit. One
-/// client alone never waits.
-fn company_wait(last_urgent: usize, last_took: Duration) -> Duration {
-    if last_urgent > 1 { (last_took / 2).min(COMPANY_WAIT_MAX) } else { Duration::ZERO }
-}
-
-/// The committer: takes every write waiting, commits them together, then
-/// tells each writer. Outcomes of deliveries wait up to [`OUTCOME_WAIT`] for
-/// a write that cannot wait, and go into its transaction: one trip to the
-/// disk instead of two. A failed batch is retried one write at a time, so
-/// one message too big for the store does not fail the others with it.
-fn committer(store: &Store, rx: &Receiver<(Write, Done)>) {
-    let mut waiting: Vec<(Write, Done)> = Vec::new();
-    let mut since = Instant::now();
-    let (mut last_urgent, mut last_took) = (0, Duration::ZERO);
-    loop {
-        let first = if waiting.is_empty() {
-            match rx.recv_blocking() {
-                Ok(w) => Some(w),
-                Err(_) => return,
-            }
-        } else {
-            let left = OUTCOME_WAIT.saturating_sub(since.elapsed());
-            smol::block_on(async { rx.recv().await.ok() }.or(async {
-                Timer::after(left).await;
-                None
-            }))
-        };
-        // None: the wait is over, or the channel is closed; commit what waits.
-        let mut must_commit = first.is_none();
-        let mut batch: Vec<(Write, Done)> = first.into_iter().collect();
-        let mut weight: usize = batch.iter().chain(&waiting).map(|(w, _)| w.weight()).sum();
-        while weight < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(next) => {
-                    weight += next.0.weight();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        must_commit |= weight >= MAX_BATCH_BYTES
-            || waiting.len() + batch.len() >= OUTCOMES_WAITING
-            || batch.iter().any(|(w, _)| !w.can_wait());
-        if !must_commit {
-            if waiting.is_empty() {
-                since = Instant::now();
-            }
-            waiting.append(&mut batch);
-            continue;
-        }
-        waiting.append(&mut batch);
-        let until = Instant::now() + company_wait(last_urgent, last_took);
-        let mut urgent = waiting.iter().filter(|(w, _)| from_client(w)).count();
-        // The wait ends early once as many clients as last time are in.
-        while weight < MAX_BATCH_BYTES && urgent < last_urgent {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let next = smol::block_on(async { rx.recv().await.ok() }.or(async {
-                Timer::after(left).await;
-                None
-            }));
-            match next {
-                Some(next) => {
-                    weight += next.0.weight();
-                    urgent += usize::from(from_client(&next.0));
-                    waiting.push(next);
-                }
-                None => break,
-            }
-        }
-        let (writes, dones): (Vec<Write>, Vec<Done>) = std::mem::take(&mut waiting).into_iter().unzip();
-        last_urgent = writes.iter().filter(|w| from_client(w)).count();
-        let started = Instant::now();
-        let applied = store.apply(&writes);
-        last_took = started.elapsed();
-        log::debug!("commit: {} writes, {last_urgent} waited on, {last_took:?}", writes.len());
-        match applied {
-            Ok(()) => dones.into_iter().for_each(|d| d(Ok(()))),
-            Err(_) if writes.len() > 1 => {
-                for (w, d) in writes.iter().zip(dones) {
-                    d(store.apply(std::slice::from_ref(w)));
-                }
-            }
-            Err(e) => dones.into_iter().for_each(|d| d(Err(StoreError::from_ref(&e)))),
-        }
-    }
-}
-
-impl StoreError {
-    fn from_ref(e: &StoreError) -> StoreError {
-        match e {
-            StoreError::Full => StoreError::Full,
-            StoreError::Other(s) => StoreError::Other(s.clone()),
-        }
-    }
-}
-
-/// Whether an attempt on `m` would speak SMTP to another server.
-fn has_remote(m: &Message) -> bool {
-    m.recipients.iter().any(|r| r.status == store::Status::Pending && matches!(r.route, Route::Remote(_)))
-}
-
-/// A small xorshift generator for retry jitter; no need for a crypto RNG.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(salt: u64) -> Jitter {
-        static SEED: AtomicU64 = AtomicU64::new(0);
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
-        let s = t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Jitter((s ^ SEED.fetch_add(1, Ordering::Relaxed)) | 1)
-    }
-
-    /// A number in [0, 1).
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commits_wait_for_company_only_after_company_came() {
-        let ms = Duration::from_millis;
-        let cases = [
-            // (writes waited on in the last commit, its time, the wait)
-            (0, ms(200), ms(0)),
-            (1, ms(200), ms(0)),
-            (2, ms(2), ms(1)),
-            (20, ms(8), ms(4)),
-            (20, ms(60), ms(30)),
-            (20, ms(200), ms(50)),
-        ];
-        for (urgent, took, want) in cases {
-            assert_eq!(company_wait(urgent, took), want, "{urgent} writes in {took:?}");
         }
     }
 }

@@ -1,22 +1,30 @@
-//! When to try again and when to give up. Pure.
+//! When to try again, when to tell the sender a message is delayed, and when
+//! to give up. Pure.
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
 use crate::config::QueueConfig;
 
-/// The retry schedule: `first`, then doubling up to `max`, each delay spread by
+/// The queue's timing. Retries: `first`, then doubling up to `max`, each delay spread by
 /// up to 15% either way so a restart does not send everything at once.
 #[derive(Clone, Copy, Debug)]
 pub struct Schedule {
     first: Duration,
     max: Duration,
     lifetime: Duration,
+    delay_notice: Duration,
 }
 
 impl Schedule {
     /// The schedule the `[queue]` table describes.
     pub fn new(q: &QueueConfig) -> Schedule {
-        Schedule { first: q.retry_first, max: q.retry_max, lifetime: q.lifetime }
+        Schedule {
+            first: q.retry_first,
+            max: q.retry_max,
+            lifetime: q.lifetime,
+            delay_notice: q.delay_notice,
+        }
     }
 
     /// The delay after the `attempts`-th failed attempt (1 for the first).
@@ -32,6 +40,12 @@ impl Schedule {
     pub fn expired(&self, queued: u64, now: u64) -> bool {
         now.saturating_sub(queued) >= self.lifetime.as_secs()
     }
+
+    /// True when a message queued at `queued` is old enough at `now` for
+    /// its sender to hear that it is delayed, both on the queue clock.
+    pub fn delay_notice_due(&self, queued: u64, now: u64) -> bool {
+        now.saturating_sub(queued) >= self.delay_notice.as_secs()
+    }
 }
 
 #[cfg(test)]
@@ -40,7 +54,7 @@ mod tests {
 
     fn schedule() -> Schedule {
         let m = |n: u64| Duration::from_secs(60 * n);
-        Schedule { first: m(5), max: m(60), lifetime: m(5 * 24 * 60) }
+        Schedule { first: m(5), max: m(60), lifetime: m(5 * 24 * 60), delay_notice: m(4 * 60) }
     }
 
     #[test]
@@ -63,5 +77,13 @@ mod tests {
         let s = schedule();
         assert!(!s.expired(1000, 1000 + 5 * 86400 - 1));
         assert!(s.expired(1000, 1000 + 5 * 86400));
+    }
+
+    #[test]
+    fn delay_notice_after_its_age() {
+        let s = schedule();
+        assert!(!s.delay_notice_due(1000, 1000 + 4 * 3600 - 1));
+        assert!(s.delay_notice_due(1000, 1000 + 4 * 3600));
+        assert!(!s.delay_notice_due(1000, 0), "a clock behind the arrival");
     }
 }

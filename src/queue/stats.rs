@@ -1,5 +1,6 @@
 //! Delivery counts for the last hour, in per-minute buckets: fixed memory
 //! however much mail flows.
+#![forbid(unsafe_code)]
 
 use std::sync::Mutex;
 
