@@ -268,7 +268,12 @@ fn queue_commands_work_against_a_running_server() {
     let remote = FakeMx::start(|_| Behaviour::Rcpt("451 4.3.0 not now"));
     dns.mx("remote.test", "mx.remote.test", LOCALHOST);
     let a = Postern::start(&outbound(&dns, remote.addr.port(), "retry_first = \"1h\"\n"));
-    let id = send(&a, "alice@example.com", &["bob@remote.test"], "Subject: stuck\r\n\r\nbody");
+    let id = send(
+        &a,
+        "alice@example.com",
+        &["bob@remote.test"],
+        "Subject: stuck\r\nX-Title: \x1b]2;owned\x07\r\n\r\nbody",
+    );
     a.wait_log(&[&format!("id={id}"), "status=deferred", "attempts=1"]);
     let list = queue(&a, &["list"]);
     assert!(
@@ -278,7 +283,10 @@ fn queue_commands_work_against_a_running_server() {
     assert!(list.contains("<bob@remote.test>  last error: 451 4.3.0 not now"), "{list}");
     assert!(list.contains("next try in "), "{list}");
     let show = queue(&a, &["show", &id]);
-    assert!(show.contains("Subject: stuck"), "{show}");
+    assert!(show.contains("Subject: stuck\n"), "{show}");
+    // The sender's control characters reach root's terminal as escapes.
+    assert!(show.contains("X-Title: \\u{1b}]2;owned\\u{7}\n"), "{show}");
+    assert!(!show.contains(['\x1b', '\x07', '\r']), "{show:?}");
     // mailq is the same listing.
     let mailq = a.dir.path().join("mailq");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_postern"), &mailq).unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::store::{Message, QueueId, Status, Write};
 use super::{Queue, bounce};
 use crate::Settings;
+use crate::logtext::printable;
 
 /// One admin command, parsed from the words after `postern queue`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +80,16 @@ pub async fn run(queue: &Arc<Queue>, settings: &Settings, cmd: &Command) -> Resu
             let mut head = store.chunk(*id, 0).ok().flatten().unwrap_or_default();
             head.extend(store.chunk(*id, 1).ok().flatten().unwrap_or_default());
             out.push('\n');
-            out.push_str(&String::from_utf8_lossy(bounce::header_section(&head, 16 * 1024)));
+            // The header is the sender's text, shown on root's terminal: a
+            // control character in it (an escape sequence that retitles the
+            // window or rewrites the screen) is shown as an escape, one
+            // header line to a line.
+            let header = String::from_utf8_lossy(bounce::header_section(&head, 16 * 1024));
+            for line in header.split_inclusive('\n') {
+                let line = line.strip_suffix('\n').unwrap_or(line);
+                out.push_str(&printable(line.strip_suffix('\r').unwrap_or(line)));
+                out.push('\n');
+            }
             Ok(out)
         }
         Command::Retry(which) => {
