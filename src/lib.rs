@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod identity;
 pub mod login;
 pub mod logtext;
+pub mod mailbox;
 pub mod message;
 pub mod queue;
 pub mod sendmail;

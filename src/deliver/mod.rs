@@ -1,8 +1,8 @@
-//! Delivery of one queued message to its recipients: `maildir` writes local
-//! mail, `remote` speaks SMTP to other servers.
+//! Delivery of one queued message to its recipients: how a failure is told
+//! (`DeliveryError`), `remote` speaks SMTP to other servers, `loops` tells
+//! whether a host is ourselves. Local mail is written by `crate::mailbox`.
 
 pub mod loops;
-pub mod maildir;
 pub mod remote;
 
 use std::fmt;

@@ -15,10 +15,11 @@ use super::store::{Message, QueueId, ReadError, Recipient, Status, unix_now};
 use super::{HOLD_BROKEN, Queue, Report};
 use crate::Settings;
 use crate::accounts::Resolution;
+use crate::deliver::DeliveryError;
 use crate::deliver::remote::{Client, Outgoing, RecipientResult};
-use crate::deliver::{DeliveryError, maildir};
 use crate::envelope::{Address, Route};
 use crate::logtext::{quoted, word};
+use crate::mailbox;
 use crate::message::delivery_headers;
 use crate::smtp::client::EnhancedCode;
 
@@ -125,8 +126,8 @@ impl Queue {
     /// place in the record, which never changes. An earlier copy is looked
     /// for only where one may be: the message was queued before this process
     /// started, or an earlier attempt on this recipient failed.
-    fn maildir_key(&self, message: &Message, index: usize, attempts: u32) -> maildir::Key {
-        maildir::Key {
+    fn maildir_key(&self, message: &Message, index: usize, attempts: u32) -> mailbox::Key {
+        mailbox::Key {
             secs: message.arrived,
             unique: format!("Q{}N{index}I{:016x}", message.id, self.store.tag()),
             look: message.id < self.first_id || attempts > 0,
@@ -139,9 +140,9 @@ impl Queue {
         message: &Message,
         user: &str,
         domain: &crate::envelope::Domain,
-        key: maildir::Key,
+        key: mailbox::Key,
         settings: &Settings,
-    ) -> Result<maildir::Pending, DeliveryError> {
+    ) -> Result<mailbox::Pending, DeliveryError> {
         if !settings.accounts.is_user(user, domain) {
             return Err(DeliveryError::ours(
                 EnhancedCode::new(5, 1, 1),
@@ -149,14 +150,14 @@ impl Queue {
             ));
         }
         let config = &settings.config;
-        let dir = maildir::path(&config.mail_root, domain.as_str(), user);
+        let dir = mailbox::path(&config.mail_root, domain.as_str(), user);
         let headers = delivery_headers(
             message.sender.as_ref().map(ToString::to_string).as_deref(),
             &format!("{user}@{domain}"),
         );
         let store = Arc::clone(&self.store);
         let m = message.clone();
-        let job = maildir::Job {
+        let job = mailbox::Job {
             dir,
             hostname: config.hostname.clone(),
             headers,

@@ -44,8 +44,8 @@ use smol::channel::{self, Receiver, Sender};
 use smol::{Executor, Timer};
 
 use crate::Settings;
-use crate::deliver::maildir;
 use crate::deliver::remote::Client;
+use crate::mailbox;
 use committer::Done;
 use store::{Message, QueueId, Store, StoreError, Write};
 
@@ -90,7 +90,7 @@ pub struct Queue {
     /// Outcomes of the last hour, for `postern status`.
     pub stats: stats::Stats,
     /// Writes local deliveries in batches.
-    maildir: maildir::Writer,
+    maildir: mailbox::Writer,
     writes: Sender<(Write, Done)>,
     events: Sender<Event>,
     events_rx: Receiver<Event>,
@@ -119,7 +119,7 @@ impl Queue {
         let store = Arc::new(Store::open(&dir(&config.data_dir), config.limits.store_size)?);
         let writes = committer::start(Arc::clone(&store))?;
         let (events, events_rx) = channel::unbounded();
-        let maildir = maildir::Writer::start(config.limits.delivery_workers)
+        let maildir = mailbox::Writer::start(config.limits.delivery_workers)
             .map_err(|e| StoreError::Other(format!("cannot start the Maildir writers: {e}")))?;
         let first_id = store.new_id();
         Ok(Queue {

@@ -10,28 +10,23 @@
 //! `new/` or, once a reader has seen it, in `cur/`, and writes no second one.
 
 use std::collections::HashMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use smol::future::FutureExt as _;
 
-use super::DeliveryError;
+use super::create;
+use super::durable::{move_new, syncfs_is_trusted};
+use super::names::{key_part, name_safe, unique_name};
+use crate::deliver::DeliveryError;
 use crate::smtp::client::EnhancedCode;
-
-static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-
-/// The Maildir of `user@domain` under `root`.
-pub fn path(root: &Path, domain: &str, user: &str) -> PathBuf {
-    root.join(domain).join(user)
-}
 
 /// One message to write into a Maildir.
 pub struct Job {
-    /// The Maildir (`path()`); created when missing.
+    /// The Maildir ([`super::path`]); created when missing.
     pub dir: PathBuf,
     /// This host's name, for the unique file name.
     pub hostname: String,
@@ -229,7 +224,7 @@ fn deliver_batch(jobs: Vec<Job>) -> Vec<Answer> {
         }
     }
     let (slots, items): (Vec<usize>, Vec<Placed>) = placed.into_iter().unzip();
-    for (slot, answer) in slots.into_iter().zip(settle(items)) {
+    for (slot, answer) in slots.into_iter().zip(sync_new_dirs(items)) {
         answers[slot] = Some(answer);
     }
     answers.into_iter().map(|a| a.unwrap_or_else(|| Err(DeliveryError::system("not written")))).collect()
@@ -259,7 +254,7 @@ fn find_earlier(jobs: &[Job]) -> Vec<Result<Option<PathBuf>, DeliveryError>> {
             for entry in entries {
                 let Ok(entry) = entry else { continue };
                 let name = entry.file_name();
-                let Some(unique) = name.to_str().and_then(unique_part) else { continue };
+                let Some(unique) = name.to_str().and_then(key_part) else { continue };
                 if let Some(&u) = uniques.iter().find(|&&u| u == unique) {
                     found.entry((dir, u)).or_insert_with(|| entry.path());
                 }
@@ -281,16 +276,6 @@ fn find_earlier(jobs: &[Job]) -> Vec<Result<Option<PathBuf>, DeliveryError>> {
             }
         })
         .collect()
-}
-
-/// The unique part of a Maildir file name: what lies between the first and
-/// the second dot.
-fn unique_part(name: &str) -> Option<&str> {
-    let mut parts = name.splitn(3, '.');
-    parts.next()?;
-    let unique = parts.next()?;
-    parts.next()?;
-    Some(unique)
 }
 
 /// Delivers one message into the Maildir at `dir`, creating it if needed;
@@ -365,27 +350,6 @@ impl Staged {
     }
 }
 
-/// Renames `tmp` to `to`, failing with `AlreadyExists` rather than replace a
-/// file there: `renameat2(RENAME_NOREPLACE)`, or where the file system does
-/// not offer it (FUSE ones often do not), a hard link, which never replaces
-/// either, and the removal of `tmp`.
-fn move_new(tmp: &Path, to: &Path) -> io::Result<()> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    use rustix::io::Errno;
-    match renameat_with(CWD, tmp, CWD, to, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::OPNOTSUPP => link_new(tmp, to),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// [`move_new`] by a hard link and the removal of `tmp`.
-fn link_new(tmp: &Path, to: &Path) -> io::Result<()> {
-    fs::hard_link(tmp, to)?;
-    let _ = fs::remove_file(tmp);
-    Ok(())
-}
-
 /// Makes the staged files' data and metadata durable: one syncfs per
 /// filesystem, on the first file opened there, so every later write error is
 /// reported to it. Where syncfs fails, each file is fsynced on its own
@@ -412,41 +376,10 @@ fn sync(staged: Vec<Result<Staged, DeliveryError>>) -> Vec<Result<Staged, Delive
         .collect()
 }
 
-/// Whether a successful `syncfs` on `file`'s filesystem means everything
-/// written there is on disk. Before Linux 5.8 syncfs reported no write-back
-/// errors, and before 5.17 it ignored a failed journal commit; FUSE and other
-/// filesystems may answer success without flushing. So only ext4, XFS and
-/// btrfs on Linux 5.17 or later are trusted; elsewhere each file and each
-/// `new/` is fsynced on its own.
-fn syncfs_is_trusted(file: &File) -> bool {
-    const EXT4: u32 = 0xEF53;
-    const XFS: u32 = 0x5846_5342;
-    const BTRFS: u32 = 0x9123_683E;
-    static KERNEL_OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let kernel_ok = *KERNEL_OK.get_or_init(|| {
-        let release = rustix::system::uname().release().to_string_lossy().into_owned();
-        kernel_at_least(&release, (5, 17))
-    });
-    // f_type is a signed or unsigned word depending on the architecture.
-    #[allow(clippy::unnecessary_cast)]
-    let fs_type = rustix::fs::fstatfs(file).map(|st| st.f_type as u32);
-    kernel_ok && matches!(fs_type, Ok(EXT4 | XFS | BTRFS))
-}
-
-/// Whether a kernel release string such as "6.1.0-13-arm64" is at least
-/// `(major, minor)`.
-fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= want,
-        _ => false,
-    }
-}
-
 /// Makes the new names durable with one fsync per directory; a file this
 /// attempt moved there is taken back when its directory fails that, and the
 /// queue tries again.
-fn settle(placed: Vec<Placed>) -> Vec<Answer> {
+fn sync_new_dirs(placed: Vec<Placed>) -> Vec<Answer> {
     let mut dirs: Vec<(PathBuf, Result<(), String>)> = Vec::new();
     placed
         .into_iter()
@@ -514,21 +447,6 @@ fn stage(job: Job) -> Result<Staged, DeliveryError> {
     Ok(Staged { file, dev, tmp: tmp_path, new_dir, final_path })
 }
 
-/// Creates `dir/{tmp,new,cur}` and makes the new entries durable.
-fn create(dir: &Path) -> io::Result<()> {
-    let mut builder = DirBuilder::new();
-    builder.recursive(true).mode(0o700);
-    for sub in ["cur", "new", "tmp"] {
-        builder.create(dir.join(sub))?;
-    }
-    // The new entries in the user's, the domain's and mail_root's directories
-    // must be on disk too, or a power cut could take the file with them.
-    for d in dir.ancestors().take(3) {
-        File::open(d)?.sync_all()?;
-    }
-    Ok(())
-}
-
 fn write_file(path: &Path, headers: &str, body: Body) -> io::Result<(File, u64)> {
     let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     let mut out = LfWriter { inner: BufWriter::with_capacity(64 * 1024, file), cr: false, written: 0 };
@@ -542,21 +460,6 @@ fn write_file(path: &Path, headers: &str, body: Body) -> io::Result<(File, u64)>
     let written = out.written;
     let file = out.inner.into_inner().map_err(|e| e.into_error())?;
     Ok((file, written))
-}
-
-/// A name in `tmp/` no other attempt uses: time, microseconds, pid, a
-/// counter, host.
-fn unique_name(hostname: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    let host = name_safe(hostname);
-    format!("{}.M{}P{}Q{}.{host}", now.as_secs(), now.subsec_micros(), std::process::id(), seq)
-}
-
-/// The host name as a Maildir name may hold it: '/' and ':' may not appear
-/// (':' starts the flags).
-fn name_safe(hostname: &str) -> String {
-    hostname.replace('/', "\\057").replace(':', "\\072")
 }
 
 fn classify(what: &str, e: io::Error) -> DeliveryError {
@@ -616,6 +519,8 @@ impl<W: Write> Write for LfWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::path;
+    use std::sync::atomic::Ordering;
 
     /// A key for test copy `n`.
     fn key(n: u32, look: bool) -> Key {
@@ -639,21 +544,6 @@ mod tests {
         let ms = Duration::from_millis;
         for (took, want) in [(0, 50), (20, 50), (50, 50), (300, 300), (999, 999), (5000, 1000)] {
             assert_eq!(gather_for(ms(took)), ms(want), "after a batch of {took} ms");
-        }
-    }
-
-    #[test]
-    fn kernel_versions() {
-        for (release, want) in [
-            ("6.1.0-13-arm64", true),
-            ("5.17.0", true),
-            ("5.16.20-v8+", false),
-            ("5.10.103-v7l+", false),
-            ("4.19", false),
-            ("", false),
-            ("garbage", false),
-        ] {
-            assert_eq!(kernel_at_least(release, (5, 17)), want, "{release}");
         }
     }
 
@@ -701,7 +591,7 @@ mod tests {
             body: Box::new(move |w| w.write_all(text)),
             key: key(n.fetch_add(1, Ordering::Relaxed), false),
         };
-        // Twelve at once, over two Maildirs: one batch, then the settle timer.
+        // Twelve at once, over two Maildirs: one batch, then the gather timer.
         let together: Vec<Answer> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..12)
                 .map(|i| {
@@ -713,7 +603,7 @@ mod tests {
             threads.into_iter().map(|t| t.join().unwrap()).collect()
         });
         assert!(together.iter().all(Result::is_ok), "{together:?}");
-        // Then one alone, after the others have settled.
+        // Then one alone, after the others are answered.
         let alone = smol::block_on(writer.deliver(job("alice", b"b\r\n"))).unwrap().path;
         assert_eq!(fs::read(&alone).unwrap(), b"b\n");
         for (user, n) in [("alice", 7), ("bob", 6)] {
@@ -725,20 +615,6 @@ mod tests {
         fs::write(root.path().join("example.org"), b"in the way").unwrap();
         let bad = Job { dir: path(root.path(), "example.org", "carol"), ..job("x", b"c\r\n") };
         assert!(matches!(smol::block_on(writer.deliver(bad)), Err(ref e) if e.is_transient()));
-    }
-
-    #[test]
-    fn unique_parts_of_names() {
-        for (name, want) in [
-            ("1700000000.Q00ffN1I0a.mx.example,S=5,W=6", Some("Q00ffN1I0a")),
-            ("1700000000.Q00ffN1I0a.mx.example,S=5,W=6:2,S", Some("Q00ffN1I0a")),
-            ("1700000000.M1P2Q3.mx", Some("M1P2Q3")),
-            ("1700000000.M1P2Q3", None),
-            ("dovecot-uidlist", None),
-            ("", None),
-        ] {
-            assert_eq!(unique_part(name), want, "{name}");
-        }
     }
 
     #[test]
@@ -772,24 +648,6 @@ mod tests {
         // Looking in a Maildir that does not exist yet finds nothing.
         let bob = path(root.path(), "example.com", "bob");
         assert!(!deliver(&bob, "mx", "", 3, key(1, true), |w| w.write_all(b"c\r\n")).unwrap().earlier);
-    }
-
-    #[test]
-    fn moves_into_new_never_replace_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b, to) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("to"));
-        for (mv, name) in [(move_new as fn(&Path, &Path) -> io::Result<()>, "renameat2"), (link_new, "link")]
-        {
-            fs::write(&a, b"first").unwrap();
-            fs::write(&b, b"second").unwrap();
-            mv(&a, &to).unwrap();
-            assert!(!a.exists(), "{name}");
-            let err = mv(&b, &to).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{name}");
-            assert_eq!(fs::read(&to).unwrap(), b"first", "{name}");
-            fs::remove_file(&to).unwrap();
-            fs::remove_file(&b).unwrap();
-        }
     }
 
     #[test]
