@@ -18,6 +18,7 @@ pub mod login;
 pub mod logtext;
 pub mod mailbox;
 pub mod message;
+pub mod net;
 pub mod queue;
 pub mod sendmail;
 pub mod server;

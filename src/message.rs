@@ -89,6 +89,25 @@ pub fn received(t: &Trace<'_>) -> String {
     )
 }
 
+/// What goes in front of a message at acceptance: the Received header and,
+/// on the submission ports, a Date and a Message-ID when the client left
+/// them out (RFC 6409 8). The Message-ID is `<queue id@hostname>`.
+pub fn prefix(trace: &Trace<'_>, submission: bool, headers: &HeaderScan) -> Vec<u8> {
+    let mut out = received(trace);
+    if submission {
+        if !headers.date {
+            out.push_str(&format!("Date: {}\r\n", rfc5322_date(trace.when)));
+        }
+        if !headers.message_id {
+            out.push_str(&format!("Message-ID: <{}@{}>\r\n", trace.id, trace.hostname));
+        }
+    }
+    out.into_bytes()
+}
+
+/// More Received headers than this means a mail loop (RFC 5321 6.3).
+pub const MAX_RECEIVED: usize = 50;
+
 /// The EHLO name as written in a Received header: as given when it is a
 /// domain or an address literal, else `unknown (helo=...)` with anything that
 /// could unbalance a comment or is not plain ASCII escaped.
@@ -122,6 +141,12 @@ pub struct HeaderScan {
 }
 
 impl HeaderScan {
+    /// Whether the message has been round a loop: more than
+    /// [`MAX_RECEIVED`] Received fields.
+    pub fn looped(&self) -> bool {
+        self.received >= MAX_RECEIVED
+    }
+
     /// Looks at the next bytes of the message (CRLF line ends).
     pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -247,5 +272,42 @@ mod tests {
             h,
             "Received: from printer.lan ([192.168.1.9])\r\n\tby mx.example.com (Postern) with ESMTP id 0123456789abcdef;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"
         );
+    }
+
+    #[test]
+    fn submissions_get_a_date_and_message_id_when_they_lack_them_and_relayed_mail_never() {
+        let trace = Trace {
+            helo: "laptop",
+            ip: "192.0.2.7".parse().unwrap(),
+            hostname: "mx.example.com",
+            protocol: "ESMTPSA",
+            id: "00000000000000ff",
+            when: UNIX_EPOCH + Duration::from_secs(86_400),
+            tls: None,
+            authenticated: true,
+        };
+        let text = |submission, date, message_id| {
+            let headers = HeaderScan { date, message_id, ..HeaderScan::default() };
+            String::from_utf8(prefix(&trace, submission, &headers)).unwrap()
+        };
+        let received = received(&trace);
+        let date = "Date: Fri, 02 Jan 1970 00:00:00 +0000\r\n";
+        let id = "Message-ID: <00000000000000ff@mx.example.com>\r\n";
+        assert_eq!(text(true, false, false), format!("{received}{date}{id}"));
+        assert_eq!(text(true, true, false), format!("{received}{id}"));
+        assert_eq!(text(true, false, true), format!("{received}{date}"));
+        assert_eq!(text(true, true, true), received);
+        // Port 25 adds only its trace: relayed mail is not ours to complete.
+        assert_eq!(text(false, false, false), received);
+    }
+
+    #[test]
+    fn fifty_received_fields_are_a_loop() {
+        let mut scan = HeaderScan::default();
+        scan.feed(&b"Received: x\r\n".repeat(MAX_RECEIVED - 1));
+        assert!(!scan.looped());
+        scan.feed(b"Received: x\r\n\r\nReceived: in the body\r\n");
+        assert_eq!(scan.received, MAX_RECEIVED);
+        assert!(scan.looped());
     }
 }

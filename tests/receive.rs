@@ -444,6 +444,27 @@ fn trusted_networks_are_not_capped_per_address_but_the_total_cap_holds() {
 }
 
 #[test]
+fn idle_connections_on_port_25_leave_the_submission_ports_their_places() {
+    let p = Postern::start("[limits]\nmax_connections = 3\n");
+    // Port 25 full of idle connections, each greeted.
+    let _held: Vec<_> = (0..3).map(|_| p.raw()).collect();
+    let mut fourth = common::Raw::connect(p.addr);
+    assert!(fourth.reply().starts_with("421 4.7.0"), "port 25 holds its most");
+    assert!(fourth.closed());
+    // The owner's phone still gets in on 587, and a second client too.
+    let mut phone = common::Raw::connect(p.submission);
+    assert!(phone.reply().starts_with("220 "), "submission starved by port 25's idle clients");
+    assert!(phone.cmd("EHLO phone").starts_with("250"));
+    let mut laptop = common::Raw::connect(p.submission);
+    assert!(laptop.reply().starts_with("220 "));
+    // And the submission ports have a cap of their own.
+    let mut third = common::Raw::connect(p.submission);
+    assert!(third.reply().starts_with("220 "));
+    let mut fourth = common::Raw::connect(p.submission);
+    assert!(fourth.reply().starts_with("421 4.7.0"), "the submission ports hold their most");
+}
+
+#[test]
 fn a_full_store_answers_452_and_keeps_what_is_queued() {
     let p = Postern::start(
         "[limits]\nstore_size = \"2M\"\nmax_message_size = \"1900K\"\n[queue]\nretry_first = \"1s\"\nretry_max = \"1s\"\n",

@@ -129,9 +129,13 @@ pub struct Limits {
     pub max_message_size: u64,
     /// Recipients per transaction (default 100).
     pub max_recipients: usize,
-    /// Simultaneous connections in total (default 500).
+    /// Simultaneous connections in total, for each kind of listener: port 25
+    /// has this many places, and the submission ports (587 and 465
+    /// together) as many again, so idle clients on one cannot keep anyone
+    /// out of the other (default 500).
     pub max_connections: usize,
-    /// Simultaneous connections from one IP address (default 20).
+    /// Simultaneous connections from one IP address (an IPv6 /64), for each
+    /// kind of listener (default 20).
     pub max_connections_per_ip: usize,
     /// Bad commands in one session before `421` (default 10).
     pub max_errors: u32,

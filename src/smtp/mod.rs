@@ -5,5 +5,6 @@
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod framing;
 pub mod reply;
 pub mod session;
