@@ -197,7 +197,7 @@ impl Daemon {
                 "TLS certificate {} expires in {} ({})\n",
                 path.display(),
                 span(at - now),
-                crate::message::rfc5322_date(std::time::UNIX_EPOCH + Duration::from_secs(at))
+                crate::date::rfc5322_date(std::time::UNIX_EPOCH + Duration::from_secs(at))
             )),
             Some(_) => out.push_str(&format!("TLS certificate {} HAS EXPIRED\n", path.display())),
             None => out.push_str(&format!("TLS certificate {} (expiry unreadable)\n", path.display())),

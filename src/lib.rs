@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod date;
 pub mod deliver;
 pub mod dns;
 pub mod domain_name;

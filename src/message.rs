@@ -1,43 +1,10 @@
 //! Header fields Postern writes into messages (Received, Return-Path,
-//! Delivered-To) and the RFC 5322 date they carry. Pure.
+//! Delivered-To, and Date and Message-ID on the submission ports) and the
+//! mail-loop count. Pure.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-/// Formats `t` as an RFC 5322 date in UTC, such as `Sun, 22 Nov 2026 00:16:22 +0000`.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        WEEKDAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
-/// `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+use crate::date::rfc5322_date;
 
 /// What the Received header says about the client and the session.
 #[derive(Clone, Debug)]
@@ -194,16 +161,7 @@ pub fn delivery_headers(sender: Option<&str>, delivered_to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn dates() {
-        let at = |s: u64| rfc5322_date(UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(at(1_795_306_582), "Sun, 22 Nov 2026 00:16:22 +0000");
-        assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
-    }
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn received_records_tls_and_authentication() {

@@ -301,7 +301,7 @@ pub fn prepare(message: &[u8], opts: &Options, sender: &str, host: &str) -> (Vec
     }
     if !has("date") {
         out.extend_from_slice(
-            format!("Date: {}\r\n", crate::message::rfc5322_date(SystemTime::now())).as_bytes(),
+            format!("Date: {}\r\n", crate::date::rfc5322_date(SystemTime::now())).as_bytes(),
         );
     }
     if !has("message-id") {

@@ -141,13 +141,8 @@ pub fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
     };
     let field = |i: usize| digits(rest.get(i..i + 2)?);
     let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    // Days from the civil date, after Howard Hinnant's days_from_civil.
-    let (y, m) = if month <= 2 { (year as i64 - 1, month + 9) } else { (year as i64, month - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m as i64 + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days =
+        crate::date::days_from_civil(year as i64, u32::try_from(month).ok()?, u32::try_from(day).ok()?);
     u64::try_from(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64).ok()
 }
 

@@ -10,7 +10,7 @@
 
 use std::time::SystemTime;
 
-use crate::message::rfc5322_date;
+use crate::date::rfc5322_date;
 
 /// What happened to one recipient, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
