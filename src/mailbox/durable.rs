@@ -63,7 +63,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernel_versions() {
+    fn syncfs_is_trusted_from_linux_5_17_on() {
         for (release, want) in [
             ("6.1.0-13-arm64", true),
             ("5.17.0", true),

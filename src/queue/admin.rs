@@ -187,7 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands() {
+    fn queue_commands_parse_or_say_how_to_use_them() {
         let id = QueueId(0xabc);
         let cases: &[(&[&str], Result<Command, ()>)] = &[
             (&[], Ok(Command::List)),
@@ -213,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn spans() {
+    fn ages_are_shown_in_their_two_largest_units() {
         assert_eq!(span(5), "5s");
         assert_eq!(span(90), "1m30s");
         assert_eq!(span(7260), "2h1m");

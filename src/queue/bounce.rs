@@ -373,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_structure() {
+    fn failure_reports_are_multipart_reports_with_the_failed_recipients_and_the_header() {
         let rcpts = recipients();
         let msg = render(&dsn(Notice::Failed, &rcpts, HEADERS));
         assert_wire_clean(&msg);
@@ -425,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn delayed_structure() {
+    fn delay_notices_are_multipart_reports_with_the_delayed_recipients() {
         let rcpts = vec![RecipientReport {
             recipient: "bob@example.org".into(),
             status: "4.4.1".into(),

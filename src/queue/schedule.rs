@@ -73,7 +73,7 @@ mod tests {
     }
 
     #[test]
-    fn expiry() {
+    fn messages_expire_at_their_lifetime_and_not_a_second_before() {
         let s = schedule();
         assert!(!s.expired(1000, 1000 + 5 * 86400 - 1));
         assert!(s.expired(1000, 1000 + 5 * 86400));

@@ -463,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn dot_stuffing() {
+    fn dot_stuffing_doubles_leading_dots_and_ends_with_crlf_dot_crlf() {
         let cases: &[(&[u8], &[u8])] = &[
             (b"", b".\r\n"),
             (b"a\r\n", b"a\r\n.\r\n"),

@@ -182,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn table() {
+    fn command_lines_parse_to_commands_or_say_what_is_wrong() {
         use Command::*;
         let cases: Vec<(&str, Result<Command, CommandError>)> = vec![
             ("EHLO client.example", Ok(Ehlo("client.example".into()))),

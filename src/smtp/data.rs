@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn table() {
+    fn messages_end_at_crlf_dot_crlf_unstuffed_and_bad_line_endings_fail() {
         type Case = (&'static [u8], Result<&'static [u8], DataError>, Option<usize>);
         let cases: &[Case] = &[
             (b".\r\n", Ok(b""), Some(3)),

@@ -270,7 +270,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_form() {
+    fn replies_are_written_as_one_or_more_crlf_lines() {
         let mut out = Vec::new();
         Reply::new(550, "5.1.1", "<x@y>: no such user here").write_to(&mut out);
         assert_eq!(out, b"550 5.1.1 <x@y>: no such user here\r\n");
