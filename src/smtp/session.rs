@@ -584,7 +584,7 @@ max_message_size = "1K"
     }
 
     #[test]
-    fn auth_is_offered_only_inside_tls_and_refuses_bad_exchanges() {
+    fn auth_inside_tls_takes_plain_and_login_and_refuses_bad_exchanges() {
         let mut s = submission(true);
         let Action::Reply(ehlo) = s.command(b"EHLO laptop") else { panic!() };
         assert!(ehlo.lines.contains(&"AUTH PLAIN LOGIN".to_string()));
