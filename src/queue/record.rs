@@ -234,7 +234,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn domain(d: &str) -> Domain {
@@ -243,7 +243,7 @@ mod tests {
 
     /// A record with a sender, one local and one remote recipient in every
     /// state a record can hold.
-    fn sample() -> Message {
+    pub(in crate::queue) fn sample() -> Message {
         Message {
             id: QueueId(0x0102_0304_0506_0708),
             arrived: 1000,

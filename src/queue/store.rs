@@ -585,34 +585,10 @@ fn key_u64(k: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{Address, Domain, Route};
 
+    /// A record of every state, under a new id of `store`'s.
     fn sample(store: &Store) -> Message {
-        Message {
-            id: store.new_id(),
-            arrived: 1000,
-            queued: 1000,
-            sender: Some(Address::parse("\"odd user\"@b.example").unwrap()),
-            size: 11,
-            chunks: 2,
-            next_attempt: 1000,
-            kind: Kind::Normal,
-            delay_notified: false,
-            recipients: vec![
-                Recipient {
-                    route: Route::Local { user: "alice".into(), domain: Domain::parse("a.example").unwrap() },
-                    status: Status::Pending,
-                    attempts: 0,
-                    last_error: String::new(),
-                },
-                Recipient {
-                    route: Route::Remote(Address::parse("x@c.example").unwrap()),
-                    status: Status::Pending,
-                    attempts: 3,
-                    last_error: "451 try later".into(),
-                },
-            ],
-        }
+        Message { id: store.new_id(), ..crate::queue::record::tests::sample() }
     }
 
     /// The stored pieces of `id`, joined, read straight from the table.
