@@ -42,8 +42,8 @@ pub enum Resolution {
 struct LocalDomain {
     /// User name to password hash; `None` for a user who cannot log in.
     users: HashMap<String, Option<String>>,
-    aliases: HashMap<String, Vec<String>>,
-    catch_all: Option<String>,
+    aliases: HashMap<String, Vec<Target>>,
+    catch_all: Option<Target>,
     send_as: HashMap<String, Vec<String>>,
 }
 
@@ -64,8 +64,14 @@ impl Accounts {
                 d.name.clone(),
                 LocalDomain {
                     users: d.users.iter().cloned().collect(),
-                    aliases: d.aliases.iter().cloned().collect(),
-                    catch_all: d.catch_all.clone(),
+                    aliases: d
+                        .aliases
+                        .iter()
+                        .map(|(name, targets)| {
+                            (name.clone(), targets.iter().filter_map(|t| Target::parse(t, config)).collect())
+                        })
+                        .collect(),
+                    catch_all: d.catch_all.as_deref().and_then(|t| Target::parse(t, config)),
                     send_as: d.send_as.iter().cloned().collect(),
                 },
             );
@@ -174,6 +180,11 @@ impl Accounts {
     /// Adds the routes for `local@domain` (a local domain) to `out`; false when
     /// nothing matches.
     fn expand(&self, local: &str, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
+        self.expand_name(&lookup_name(local), domain, depth, out)
+    }
+
+    /// [`Accounts::expand`] for a name already lowercased and without its tag.
+    fn expand_name(&self, name: &str, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
         out.steps += 1;
         let Some(d) = self.domains.get(domain) else {
             return false;
@@ -181,11 +192,6 @@ impl Accounts {
         if depth > MAX_ALIAS_DEPTH || out.too_many {
             return false;
         }
-        let lower = local.to_lowercase();
-        let name = match lower.split_once('+') {
-            Some((base, _tag)) if !base.is_empty() => base,
-            _ => lower.as_str(),
-        };
         if d.users.contains_key(name) {
             return out.push(Route::Local { user: name.to_string(), domain: domain.clone() });
         }
@@ -218,15 +224,12 @@ impl Accounts {
         }
     }
 
-    /// An alias or catch-all target: a bare name in `domain`, or a full address.
-    fn expand_target(&self, target: &str, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
-        if !target.contains('@') {
-            return self.expand(target, domain, depth, out);
-        }
-        match Address::parse(target) {
-            Ok(a) if self.is_local(a.domain()) => self.expand(a.local(), a.domain(), depth, out),
-            Ok(a) => out.push(Route::Remote(a)),
-            Err(_) => false,
+    /// An alias or catch-all target, read from `domain`'s table.
+    fn expand_target(&self, target: &Target, domain: &Domain, depth: usize, out: &mut Expansion) -> bool {
+        match target {
+            Target::Here(name) => self.expand_name(name, domain, depth, out),
+            Target::Local(name, d) => self.expand_name(name, d, depth, out),
+            Target::Remote(a) => out.push(Route::Remote(a.clone())),
         }
     }
 
@@ -242,6 +245,43 @@ impl Accounts {
         match d.users.keys().min() {
             Some(u) => out.push(Route::Local { user: u.clone(), domain: domain.clone() }),
             None => false,
+        }
+    }
+}
+
+/// The name an address's local part is looked up by: lowercased, less any
+/// `+tag` (a local part that starts with `+` is looked up whole).
+fn lookup_name(local: &str) -> String {
+    let mut lower = local.to_lowercase();
+    if let Some(i) = lower.find('+').filter(|&i| i > 0) {
+        lower.truncate(i);
+    }
+    lower
+}
+
+/// An alias or catch-all target, parsed once when the tables are built so a
+/// walk through thousands of them only looks things up.
+#[derive(Debug)]
+enum Target {
+    /// A bare name in the alias's own domain, as looked up.
+    Here(String),
+    /// A full address at a local domain: the name as looked up, and the domain.
+    Local(String, Domain),
+    /// A full address elsewhere.
+    Remote(Address),
+}
+
+impl Target {
+    /// `None` for a target that is not an address; the config refuses those.
+    fn parse(target: &str, config: &Config) -> Option<Target> {
+        if !target.contains('@') {
+            return Some(Target::Here(lookup_name(target)));
+        }
+        let a = Address::parse(target).ok()?;
+        if config.domains.iter().any(|d| &d.name == a.domain()) {
+            Some(Target::Local(lookup_name(a.local()), a.domain().clone()))
+        } else {
+            Some(Target::Remote(a))
         }
     }
 }
