@@ -9,13 +9,15 @@
 //! - `folder`: folder names and paths, and reading, flagging and expunging
 //!   the messages in a folder;
 //! - `names`: file names, their key part and their flags;
-//! - `mutf7`: the modified UTF-7 of folder names on disk.
+//! - `mutf7`: the modified UTF-7 of folder names on disk;
+//! - `uidlist`: the UIDs of a folder's messages, in Dovecot's `dovecot-uidlist`.
 
 pub mod deliver;
 mod durable;
 pub mod folder;
 pub mod mutf7;
 pub mod names;
+pub mod uidlist;
 
 use std::fs::{DirBuilder, File};
 use std::io;
