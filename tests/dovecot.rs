@@ -11,7 +11,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use postern::mailbox::uidlist;
+use postern::mailbox::names::Flag;
+use postern::mailbox::{keywords, uidlist};
 
 const IMAP: &str = "/usr/lib/dovecot/imap";
 
@@ -149,6 +150,16 @@ fn uids_dovecot_gave_are_the_uids_postern_reads() {
     assert_eq!(theirs.len(), 3, "{out}");
     let (v, ours) = postern_uids(&md);
     assert_eq!((v, &ours), (dovecot_validity, &theirs));
+    // A keyword Dovecot set is a letter in the file name and a line in
+    // dovecot-keywords; Postern reads the same name back.
+    let out = dovecot(t.path(), &md, &["SELECT INBOX", "UID STORE 3 +FLAGS ($Junk \\Flagged)"]);
+    assert!(out.contains("t1 OK"), "{out}");
+    let s = uidlist::sync(&md).unwrap();
+    let m = s.messages.iter().find(|m| m.uid == 3).unwrap();
+    let k = keywords::read(&md).unwrap();
+    let names: Vec<&str> = m.entry.flags.keywords().filter_map(|i| k.name(i)).collect();
+    assert_eq!(names, ["$Junk"], "{:?}", m.entry.name);
+    assert!(m.entry.flags.contains(Flag::Flagged));
 }
 
 #[test]

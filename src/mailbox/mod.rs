@@ -8,6 +8,7 @@
 //! - `durable`: the move that never replaces and when `syncfs` may be trusted;
 //! - `folder`: folder names and paths, and reading, flagging and expunging
 //!   the messages in a folder;
+//! - `keywords`: the names of a folder's keywords, in `dovecot-keywords`;
 //! - `names`: file names, their key part and their flags;
 //! - `mutf7`: the modified UTF-7 of folder names on disk;
 //! - `uidlist`: the UIDs of a folder's messages, in Dovecot's `dovecot-uidlist`.
@@ -15,6 +16,7 @@
 pub mod deliver;
 mod durable;
 pub mod folder;
+pub mod keywords;
 pub mod mutf7;
 pub mod names;
 pub mod uidlist;
