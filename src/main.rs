@@ -128,9 +128,20 @@ fn main() -> ExitCode {
                 println!("{}: OK", config.source);
                 return ExitCode::SUCCESS;
             }
-            if let Some((dir, uid)) =
-                postern::identity::foreign_to_root(&[&config.data_dir, &config.mail_root])
-            {
+            // The store and every Maildir as well as their roots: a layout made
+            // by hand may give only the lower levels to the service's user.
+            let mut owned = vec![
+                config.data_dir.clone(),
+                postern::queue::dir(&config.data_dir),
+                config.mail_root.clone(),
+            ];
+            for d in &config.domains {
+                let domain = config.mail_root.join(d.name.to_string());
+                owned.extend(d.users.iter().map(|(u, _)| domain.join(u)));
+                owned.push(domain);
+            }
+            let owned: Vec<&std::path::Path> = owned.iter().map(|p| p.as_path()).collect();
+            if let Some((dir, uid)) = postern::identity::foreign_to_root(&owned) {
                 eprintln!(
                     "postern: {} belongs to uid {uid}: a server run by root would make files there \
                      that uid {uid} cannot open; start it as that user (systemctl start postern)",

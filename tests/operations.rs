@@ -464,6 +464,25 @@ fn root_does_not_start_the_server_on_directories_the_service_user_owns() {
     assert_eq!(status.code(), Some(77), "{err}");
     assert!(err.contains(&format!("{} belongs to uid {OWNER}", dir.path().join("mail").display())), "{err}");
     assert_eq!(std::fs::read_dir(dir.path().join("data/queue")).unwrap().count(), 0, "the store was opened");
+
+    // A layout made by hand: the roots root's, the queue or a user's
+    // Maildir the service user's.
+    std::os::unix::fs::chown(dir.path().join("mail"), Some(0), Some(0)).unwrap();
+    let alice = dir.path().join("mail/example.com/alice");
+    std::fs::create_dir_all(&alice).unwrap();
+    std::os::unix::fs::chown(&alice, Some(OWNER), Some(OWNER)).unwrap();
+    let (status, err) = serve_as_root();
+    assert_eq!(status.code(), Some(77), "{err}");
+    assert!(err.contains(&format!("{} belongs to uid {OWNER}", alice.display())), "{err}");
+    std::os::unix::fs::chown(&alice, Some(0), Some(0)).unwrap();
+    std::os::unix::fs::chown(dir.path().join("data/queue"), Some(OWNER), Some(OWNER)).unwrap();
+    let (status, err) = serve_as_root();
+    assert_eq!(status.code(), Some(77), "{err}");
+    assert!(
+        err.contains(&format!("{} belongs to uid {OWNER}", dir.path().join("data/queue").display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path().join("data/queue")).unwrap().count(), 0, "the store was opened");
 }
 
 #[test]
