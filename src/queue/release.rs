@@ -132,12 +132,18 @@ fn find_mapping(path: &Path) -> Option<(usize, usize)> {
 fn mapping_in(maps: &str, want: &str) -> Option<(usize, usize)> {
     maps.lines()
         .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (range, _perms, offset) = (f.next()?, f.next()?, f.next()?);
-            let name = f.nth(2)?;
+            // range perms offset dev inode path: the path is the rest of the
+            // line, spaces and all.
+            let mut f = line.splitn(6, ' ');
+            let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
+            let name = f.nth(2)?.trim_start_matches(' ');
             let (a, b) = range.split_once('-')?;
             let (a, b) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
-            (name == want && offset.trim_start_matches('0').is_empty()).then_some((a, b - a))
+            // Only a shared read-only mapping may have its pages given back:
+            // they are the file's, and read again from it when touched.
+            let shared_read_only = perms.starts_with("r-") && perms.ends_with('s');
+            (name == want && shared_read_only && offset.trim_start_matches('0').is_empty())
+                .then_some((a, b - a))
         })
         .max_by_key(|&(_, len)| len)
 }
@@ -179,6 +185,13 @@ mod tests {
         assert_eq!(mapping_in(maps, "/data/queue/lock.mdb"), None);
         assert_eq!(mapping_in("", "/data/queue/data.mdb"), None);
         assert_eq!(mapping_in("garbage line\n\n", "garbage"), None);
+        // The kernel pads the path column; a path may hold spaces.
+        let spaced =
+            "70000000-70800000 r--s 00000000 08:01 99                         /my data/queue/data.mdb\n";
+        assert_eq!(mapping_in(spaced, "/my data/queue/data.mdb"), Some((0x7000_0000, 0x80_0000)));
+        // A private or writable mapping of the file is not one to give back.
+        let private = "70000000-70800000 r--p 00000000 08:01 99 /d/data.mdb\n70900000-71900000 rw-s 00000000 08:01 99 /d/data.mdb\n";
+        assert_eq!(mapping_in(private, "/d/data.mdb"), None);
     }
 
     #[test]
