@@ -104,7 +104,9 @@ pub fn dir(maildir: &Path, name: &str) -> Result<PathBuf, NameError> {
 /// [`dir`] would not give.
 pub fn name_of(dir_name: &str) -> Option<Result<String, NameError>> {
     let levels = dir_name.strip_prefix('.')?;
-    if levels.is_empty() || levels == "." {
+    // `.INBOX` in any case is no folder: the name INBOX is the Maildir
+    // itself, so such a directory could be listed but never reached.
+    if levels.is_empty() || levels == "." || levels.eq_ignore_ascii_case("INBOX") {
         return None;
     }
     if dir_name.len() > MAX_DIR_NAME {
@@ -369,6 +371,7 @@ mod tests {
         assert_eq!(name_of("cur"), None);
         assert_eq!(name_of("."), None);
         assert_eq!(name_of(".."), None);
+        assert_eq!(name_of(".Inbox"), None, "INBOX is the Maildir itself, never a dot directory");
         assert_eq!(name_of(".a..b"), Some(Err(NameError::EmptyLevel)));
         assert!(matches!(name_of(".Entwürfe"), Some(Err(NameError::NotMutf7(_)))));
         assert_eq!(name_of(".&AAk-"), Some(Err(NameError::Control)));
