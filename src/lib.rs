@@ -15,6 +15,7 @@ pub mod dns;
 pub mod domain_name;
 pub mod envelope;
 pub mod identity;
+pub mod imap;
 pub mod login;
 pub mod logtext;
 pub mod mailbox;
