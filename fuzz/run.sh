@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET="${1:-20}"
-TARGETS=(smtp_command data_decoder address smtp_reply dns_reply domain_name config queue_record maildir_names uidlist)
+TARGETS=(smtp_command data_decoder address smtp_reply dns_reply domain_name config queue_record maildir_names uidlist imap_command)
 
 say() { echo "fuzz: $*"; }
 
