@@ -217,6 +217,11 @@ impl Entry {
     pub fn unique(&self) -> &str {
         split_info(&self.name).0
     }
+
+    /// The directory it is in, `new` or `cur`.
+    pub fn sub_dir(&self) -> &'static str {
+        self.sub.dir()
+    }
 }
 
 /// The messages of the folder at `dir`: every regular file in `new/` and

@@ -11,6 +11,8 @@
 //! - `keywords`: the names of a folder's keywords, in `dovecot-keywords`;
 //! - `names`: file names, their key part and their flags;
 //! - `mutf7`: the modified UTF-7 of folder names on disk;
+//! - `subscriptions`: the folders a user subscribed to;
+//! - `write`: appends, copies, moves, and folders deleted or renamed;
 //! - `uidlist`: the UIDs of a folder's messages, in Dovecot's `dovecot-uidlist`.
 
 pub mod deliver;
@@ -19,7 +21,9 @@ pub mod folder;
 pub mod keywords;
 pub mod mutf7;
 pub mod names;
+pub mod subscriptions;
 pub mod uidlist;
+pub mod write;
 
 use std::fs::{DirBuilder, File};
 use std::io;
