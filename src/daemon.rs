@@ -74,6 +74,10 @@ pub fn run(config: Config) -> io::Result<()> {
             listeners.push((listener.local_addr()?, port));
             ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
+        for (listener, tls) in crate::imap::server::bind(&server)? {
+            ex.spawn(crate::imap::server::serve(Arc::clone(&server), Arc::clone(&ex), listener, tls))
+                .detach();
+        }
         write_listening(&data_dir, &listeners);
         // The outbound client never delivers to these.
         let client = client.with_listeners(listeners.iter().map(|(a, _)| *a).collect());

@@ -50,6 +50,8 @@ pub struct Server {
     mx: Arc<Connections>,
     /// The connections of ports 587 and 465.
     submission: Arc<Connections>,
+    /// IMAP's connections, apart from both.
+    imap: Arc<Connections>,
     tls: RwLock<Arc<ServerConfig>>,
     logins: Logins,
 }
@@ -69,6 +71,7 @@ impl Server {
             stop: Stop::default(),
             mx: Arc::default(),
             submission: Arc::default(),
+            imap: Arc::default(),
             tls: RwLock::new(tls),
             logins: Logins::new(),
         })
@@ -87,7 +90,22 @@ impl Server {
 
     /// How many client connections are open, on every port.
     pub fn open_connections(&self) -> usize {
-        self.mx.open() + self.submission.open()
+        self.mx.open() + self.submission.open() + self.imap.open()
+    }
+
+    /// IMAP's connection counters.
+    pub(crate) fn imap_connections(&self) -> &Arc<Connections> {
+        &self.imap
+    }
+
+    /// The login service every protocol shares.
+    pub(crate) fn logins(&self) -> &Logins {
+        &self.logins
+    }
+
+    /// The stop every connection watches.
+    pub(crate) fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     /// Uses `tls` for handshakes from now on; connections already open keep theirs.
@@ -95,11 +113,11 @@ impl Server {
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
     }
 
-    fn tls_config(&self) -> Arc<ServerConfig> {
+    pub(crate) fn tls_config(&self) -> Arc<ServerConfig> {
         Arc::clone(&self.tls.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn settings(&self) -> Arc<Settings> {
+    pub(crate) fn settings(&self) -> Arc<Settings> {
         Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
     }
 

@@ -9,7 +9,7 @@ use super::net::IpNet;
 use super::reader::{Reader, Section};
 use super::sections::{Listen, Relay, Tls};
 
-const LISTEN_KEYS: &[&str] = &["mx", "submission", "submissions"];
+const LISTEN_KEYS: &[&str] = &["mx", "submission", "submissions", "imap", "imaps"];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 const RELAY_KEYS: &[&str] = &["trusted_networks"];
 
@@ -30,6 +30,8 @@ pub(super) fn read_listen(r: &Reader<'_>, root: &Section<'_>) -> Result<Listen, 
     let mx = listen_list(r, s, "mx", d.mx, &mut bound)?;
     let submission = listen_list(r, s, "submission", d.submission, &mut bound)?;
     let submissions = listen_list(r, s, "submissions", d.submissions, &mut bound)?;
+    let imap = listen_list(r, s, "imap", d.imap, &mut bound)?;
+    let imaps = listen_list(r, s, "imaps", d.imaps, &mut bound)?;
 
     // Two listeners on one port would fail at bind time, far from the config line.
     // Port 0 asks the kernel for a fresh port each time, so it never clashes.
@@ -49,7 +51,7 @@ pub(super) fn read_listen(r: &Reader<'_>, root: &Section<'_>) -> Result<Listen, 
             if b.span.is_some() { (b.span.clone(), &b.path) } else { (a.span.clone(), &a.path) };
         return Err(r.error(span, key, problem));
     }
-    Ok(Listen { mx, submission, submissions })
+    Ok(Listen { mx, submission, submissions, imap, imaps })
 }
 
 fn listen_list(

@@ -20,6 +20,10 @@ pub struct Listen {
     pub submission: Vec<SocketAddr>,
     /// Port 465: submission over implicit TLS.
     pub submissions: Vec<SocketAddr>,
+    /// Port 143: IMAP, STARTTLS before a login. Off unless configured.
+    pub imap: Vec<SocketAddr>,
+    /// Port 993: IMAP over implicit TLS. Off unless configured.
+    pub imaps: Vec<SocketAddr>,
 }
 
 /// Certificate and key PEM files. When both are absent the TLS module makes a
@@ -155,6 +159,8 @@ impl Default for Listen {
             mx: vec![SocketAddr::from(([0, 0, 0, 0], 25))],
             submission: vec![SocketAddr::from(([0, 0, 0, 0], 587))],
             submissions: vec![SocketAddr::from(([0, 0, 0, 0], 465))],
+            imap: Vec::new(),
+            imaps: Vec::new(),
         }
     }
 }

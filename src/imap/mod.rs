@@ -2,7 +2,19 @@
 //! delivery writes, as Dovecot would serve them.
 //!
 //! - `framing`: lines and literals, how a command arrives;
-//! - `command`: the commands, parsed from what the framing gathered.
+//! - `command`: the commands, parsed from what the framing gathered;
+//! - `session`: one session's state and what each command does;
+//! - `view`: a selected mailbox and the changes told to the client;
+//! - `message`: sizes, headers and fields of a stored message;
+//! - `search`: SEARCH's keys against a message;
+//! - `server`: the driver between the connection and the session;
+//! - `response`: the server's syntax, and output that streams files.
 
 pub mod command;
 pub mod framing;
+pub mod message;
+pub mod response;
+pub mod search;
+pub mod server;
+pub mod session;
+pub mod view;

@@ -35,7 +35,13 @@ impl Spool {
     pub fn create(dir: &Path, hostname: &str) -> io::Result<Spool> {
         let path = dir.join("tmp").join(unique_name(hostname));
         let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        Ok(Spool { path, file: io::BufWriter::with_capacity(64 * 1024, file), size: 0, vsize: 0, last_cr: false })
+        Ok(Spool {
+            path,
+            file: io::BufWriter::with_capacity(64 * 1024, file),
+            size: 0,
+            vsize: 0,
+            last_cr: false,
+        })
     }
 
     /// Adds bytes.

@@ -54,6 +54,8 @@ mail_root = "{mail}"
 mx = ["127.0.0.1:0"]
 submission = ["127.0.0.1:0"]
 submissions = ["127.0.0.1:0"]
+imap = ["127.0.0.1:0"]
+imaps = ["127.0.0.1:0"]
 
 [domains."example.com"]
 users = {{ alice = "{alice}", bob = "" }}
@@ -209,13 +211,26 @@ impl Postern {
         r
     }
 
-    /// Runs a Python script with `PORT`, `SUBMISSION`, `SUBMISSIONS`,
-    /// `MAILROOT`, `CAFILE` (the server's certificate) and `ALICE_PW` set;
-    /// returns stdout.
+    /// The address the listener `name` (`imap`, `imaps`...) was bound to.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let l = self.log.lock().expect("log");
+        l.iter()
+            .find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                rest.strip_suffix(&format!(" ({name})"))?.parse::<SocketAddr>().ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} listener in the log"))
+    }
+
+    /// Runs a Python script with `PORT`, `SUBMISSION`, `SUBMISSIONS`, `IMAP`,
+    /// `IMAPS`, `MAILROOT`, `CAFILE` (the server's certificate) and
+    /// `ALICE_PW` set; returns stdout.
     pub fn python(&self, script: &str) -> String {
         python(
             script,
             &[
+                ("IMAP", &self.listener("imap").port().to_string()),
+                ("IMAPS", &self.listener("imaps").port().to_string()),
                 ("PORT", &self.port().to_string()),
                 ("SUBMISSION", &self.submission.port().to_string()),
                 ("SUBMISSIONS", &self.submissions.port().to_string()),
