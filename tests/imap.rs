@@ -170,3 +170,44 @@ print("done")
     assert_eq!(out.trim(), "done");
     p.wait_log(&["auth failed client=[127.0.0.1]", "login=\"alice@example.com\"", "port=imaps"]);
 }
+
+#[test]
+fn envelopes_structures_and_parts_of_a_multipart_message() {
+    let p = Postern::start("");
+    common::send(
+        &p,
+        "bob@remote.example",
+        &["alice@example.com"],
+        "From: Bob <bob@remote.example>\r\nTo: alice@example.com, \"Team, All\" <team@example.com>\r\nSubject: parts\r\n\
+         Message-ID: <m1@remote.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"XX\"\r\n\r\n\
+         preamble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplain text\r\n--XX\r\nContent-Type: text/html\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>html</p>\r\n--XX--\r\n",
+    );
+    p.wait_inbox("example.com", "alice", 1);
+    let out = p.python(&script(
+        r#"
+m = alice()
+ok(m.select("INBOX", readonly=True))
+typ, data = m.fetch("1", "(ENVELOPE BODYSTRUCTURE)")
+line = data[0] if isinstance(data[0], bytes) else b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)
+text = line.decode()
+assert '"parts"' in text, text
+assert '(("Bob" NIL "bob" "remote.example"))' in text, text
+assert '("Team, All" NIL "team" "example.com")' in text, text
+assert '"<m1@remote.example>"' in text, text
+assert '("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 1' in text, text
+assert '("text" "html" ("charset" "us-ascii") NIL NIL "quoted-printable" 11 1' in text, text
+assert '"alternative" ("boundary" "XX")' in text, text
+typ, data = m.fetch("1", "(BODY.PEEK[1] BODY.PEEK[2] BODY.PEEK[2.MIME])")
+parts = [d[1] for d in data if isinstance(d, tuple)]
+assert parts == [b"plain text", b"<p>html</p>", b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"], parts
+typ, data = m.fetch("1", "(BODY.PEEK[3])")
+assert b"NIL" in data[0], data
+# EXAMINE: nothing was marked seen.
+assert b"\\Seen" not in ok(m.fetch("1", "FLAGS"))[0]
+m.logout()
+print("done")
+"#,
+    ));
+    assert_eq!(out.trim(), "done");
+}

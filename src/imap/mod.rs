@@ -6,6 +6,8 @@
 //! - `session`: one session's state and what each command does;
 //! - `view`: a selected mailbox and the changes told to the client;
 //! - `message`: sizes, headers and fields of a stored message;
+//! - `mime`: a stored message's MIME structure, found in one read;
+//! - `structure`: ENVELOPE, BODYSTRUCTURE and the part a section names;
 //! - `search`: SEARCH's keys against a message;
 //! - `server`: the driver between the connection and the session;
 //! - `response`: the server's syntax, and output that streams files.
@@ -13,8 +15,10 @@
 pub mod command;
 pub mod framing;
 pub mod message;
+pub mod mime;
 pub mod response;
 pub mod search;
 pub mod server;
 pub mod session;
+pub mod structure;
 pub mod view;

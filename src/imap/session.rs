@@ -15,8 +15,10 @@ use super::command::{
     StatusItem, StoreMode, Tagged,
 };
 use super::message;
+use super::mime;
 use super::response::{Output, Piece, flag_list, folder_flags, internal_date, mailbox, string};
 use super::search::{Candidate, matches};
+use super::structure;
 use super::view::View;
 use crate::Settings;
 use crate::accounts::Login;
@@ -849,6 +851,7 @@ impl Session {
             let m = &v.msgs[i];
             let path = v.dir.join(m.entry.sub_dir()).join(&m.entry.name);
             let mut shape: Option<message::Shape> = None;
+            let mut mime: Option<Option<mime::Part>> = None;
             let shape_of = |shape: &mut Option<message::Shape>| -> Option<message::Shape> {
                 if shape.is_none() {
                     *shape = message::shape(&path).ok();
@@ -891,37 +894,16 @@ impl Session {
                             Some(l) => (*l).to_string(),
                             None => section_name(section, *partial),
                         };
-                        let Some(s) = shape_of(&mut shape) else {
-                            sep(out);
-                            out.text(&format!("{name} NIL"));
-                            continue;
-                        };
                         sep(out);
-                        if !section.part.is_empty() && section.part != [1] {
+                        let found = if section.part.is_empty() {
+                            shape_of(&mut shape).map(|s| whole_section(&path, &section.text, &s))
+                        } else {
+                            mime_of(&mut mime, &path)
+                                .and_then(|root| part_section(root, &section.part, &section.text))
+                        };
+                        let Some((start, len, memory)) = found else {
                             out.text(&format!("{name} NIL"));
                             continue;
-                        }
-                        let (start, len, memory) = match (&section.text, section.part.is_empty()) {
-                            (SectionText::Whole, true) => (0, s.sent, None),
-                            (SectionText::Header, true) => (0, s.header_sent, None),
-                            (SectionText::Text, _) | (SectionText::Whole, false) => {
-                                (s.header_raw, s.sent - s.header_sent, None)
-                            }
-                            (SectionText::Fields { not, names }, true) => {
-                                let h = message::header(&path).unwrap_or_default();
-                                (0, 0, Some(message::select_fields(&h, names, *not)))
-                            }
-                            (SectionText::Mime, _)
-                            | (SectionText::Header, false)
-                            | (SectionText::Fields { .. }, false) => {
-                                let h = message::header(&path).unwrap_or_default();
-                                let f = message::select_fields(
-                                    &h,
-                                    &["Content-Type".into(), "Content-Transfer-Encoding".into()],
-                                    false,
-                                );
-                                (0, 0, Some(f))
-                            }
                         };
                         let total = memory.as_ref().map_or(len, |m| m.len() as u64);
                         let (skip, take) = match partial {
@@ -934,11 +916,19 @@ impl Session {
                             None => out.file(Piece::File { path: path.clone(), skip, len: take, start }),
                         }
                     }
-                    // Refused before any message was read: see `offered`.
-                    FetchItem::Envelope
-                    | FetchItem::Structure { .. }
-                    | FetchItem::BinarySize(_)
-                    | FetchItem::ModSeq => {}
+                    FetchItem::Envelope => {
+                        sep(out);
+                        let h = message::header(&path).unwrap_or_default();
+                        out.text(&format!("ENVELOPE {}", structure::envelope(&h)));
+                    }
+                    FetchItem::Structure { extended } => {
+                        let Some(root) = mime_of(&mut mime, &path) else { continue };
+                        sep(out);
+                        let word = if *extended { "BODYSTRUCTURE" } else { "BODY" };
+                        out.text(&format!("{word} {}", structure::structure(root, *extended)));
+                    }
+                    // Refused before any message was read: see `not_offered`.
+                    FetchItem::BinarySize(_) | FetchItem::ModSeq => {}
                 }
             }
             if sets_seen && !flags_said {
@@ -1074,11 +1064,55 @@ impl Session {
     }
 }
 
+/// The message's MIME structure, read once per message and FETCH.
+fn mime_of<'a>(cache: &'a mut Option<Option<mime::Part>>, path: &std::path::Path) -> Option<&'a mime::Part> {
+    cache.get_or_insert_with(|| mime::parse(path).ok()).as_ref()
+}
+
+/// A section of the whole message: where it starts in the file and its
+/// size as sent, or its bytes when they are made here.
+type Found = (u64, u64, Option<Vec<u8>>);
+
+fn whole_section(path: &std::path::Path, text: &SectionText, s: &message::Shape) -> Found {
+    match text {
+        SectionText::Whole => (0, s.sent, None),
+        SectionText::Header => (0, s.header_sent, None),
+        SectionText::Text | SectionText::Mime => (s.header_raw, s.sent - s.header_sent, None),
+        SectionText::Fields { not, names } => {
+            let h = message::header(path).unwrap_or_default();
+            (0, 0, Some(message::select_fields(&h, names, *not)))
+        }
+    }
+}
+
+/// A section below the root: a part's body or MIME header, or the header
+/// and text of the message a message/rfc822 part holds.
+fn part_section(root: &mime::Part, numbers: &[u32], text: &SectionText) -> Option<Found> {
+    let p = structure::find(root, numbers)?;
+    let range = |a: mime::Mark, b: mime::Mark| (a.pos, b.sent.saturating_sub(a.sent), None);
+    Some(match text {
+        SectionText::Whole => range(p.body_start, p.body_end),
+        SectionText::Mime => range(p.header_start, p.body_start),
+        _ => match &p.message {
+            Some(m) => {
+                let (header, inner) = m.as_ref();
+                match text {
+                    SectionText::Header => range(inner.header_start, inner.body_start),
+                    SectionText::Text => range(inner.body_start, inner.body_end),
+                    SectionText::Fields { not, names } => {
+                        (0, 0, Some(message::select_fields(header, names, *not)))
+                    }
+                    _ => (0, 0, Some(Vec::new())),
+                }
+            }
+            None => (0, 0, Some(Vec::new())),
+        },
+    })
+}
+
 /// The name of a FETCH item this server does not answer yet.
 fn not_offered(item: &FetchItem) -> Option<&'static str> {
     match item {
-        FetchItem::Envelope => Some("ENVELOPE"),
-        FetchItem::Structure { .. } => Some("BODYSTRUCTURE"),
         FetchItem::BinarySize(_) => Some("BINARY.SIZE"),
         FetchItem::ModSeq => Some("MODSEQ"),
         FetchItem::Body { binary: true, .. } => Some("BINARY"),
