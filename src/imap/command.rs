@@ -34,13 +34,14 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// A sequence set: ranges of message numbers or UIDs, `u32::MAX` standing
+/// A sequence set: ranges of message numbers or UIDs, [`LAST`] standing
 /// for `*` (the last), as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeqSet(pub Vec<(u32, u32)>);
 
-/// `*` in a sequence set.
-pub const LAST: u32 = u32::MAX;
+/// `*` in a sequence set: 0, which no message number or UID is (and
+/// 4294967295 is a UID a client may name).
+pub const LAST: u32 = 0;
 
 impl SeqSet {
     /// Whether `n` is in the set, `*` being `last`.

@@ -159,11 +159,16 @@ pub fn matches(key: &SearchKey, c: &mut Candidate<'_>, view: &View) -> bool {
             }
         }
         SearchKey::Header(name, needle) => {
+            let address = matches!(name.as_str(), "FROM" | "TO" | "CC" | "BCC" | "SENDER" | "REPLY-TO");
             let fields = message::fields(c.header());
-            fields
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-                .any(|(n, field)| contains(&field[n.len()..], needle))
+            fields.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).any(|(n, field)| {
+                let v = &field[n.len()..];
+                contains(v, needle)
+                    || (address
+                        && super::structure::address_texts(v.strip_prefix(b":").unwrap_or(v))
+                            .iter()
+                            .any(|a| contains(a.as_bytes(), needle)))
+            })
         }
         SearchKey::Body(needle) => {
             let start = message::shape(&c.path()).map_or(0, |s| s.header_raw);

@@ -372,10 +372,12 @@ impl Session {
                 ok(out, tag, "NAMESPACE completed");
             }
             Command::Select { mailbox, read_only, .. } => self.select(tag, &mailbox, read_only, out),
-            Command::Create { mailbox, .. } => match self.folder_dir(&mailbox) {
+            Command::Create { mailbox, .. } => match self
+                .folder_dir(mailbox.strip_suffix(b"/").unwrap_or(&mailbox))
+            {
                 Err(e) => no(out, tag, &format!("[CANNOT] {e}")),
                 Ok((_, dir)) if dir.join("cur").is_dir() => no(out, tag, "[ALREADYEXISTS] the folder exists"),
-                Ok((name, _)) => match folder::create(&self.maildir, name.trim_end_matches('/')) {
+                Ok((name, _)) => match folder::create(&self.maildir, &name) {
                     Ok(_) => ok(out, tag, "CREATE completed"),
                     Err(e) => no(out, tag, &format!("[CANNOT] {e}")),
                 },
@@ -504,7 +506,8 @@ impl Session {
             let (k, v) = match item {
                 StatusItem::Messages => ("MESSAGES", m.len() as u64),
                 StatusItem::Recent => {
-                    ("RECENT", m.iter().filter(|x| x.entry.sub_dir() == "new").count() as u64)
+                    let first = super::view::first_recent(&dir, &synced);
+                    ("RECENT", m.iter().filter(|x| x.uid >= first).count() as u64)
                 }
                 StatusItem::UidNext => ("UIDNEXT", u64::from(synced.next_uid)),
                 StatusItem::UidValidity => ("UIDVALIDITY", u64::from(synced.validity)),
@@ -545,14 +548,18 @@ impl Session {
             Err(e) => return no(out, tag, &format!("[SERVERBUG] {e}")),
         };
         let subscribed = subscriptions::read(&self.maildir).unwrap_or_default();
-        // Parents implied by a deeper folder, which have no directory.
-        let mut all: Vec<(String, bool)> = names.iter().map(|n| (n.clone(), true)).collect();
-        for n in &names {
+        let only_subscribed = lsub || o.subscribed;
+        // LSUB lists subscriptions, folders or not; LIST the folders. Both
+        // show the parents a deeper name implies, which have no directory.
+        let base: Vec<&String> =
+            if only_subscribed { subscribed.iter().collect() } else { names.iter().collect() };
+        let mut all: Vec<(String, bool)> = base.iter().map(|n| (n.to_string(), names.contains(n))).collect();
+        for n in base {
             let mut at = 0;
             while let Some(i) = n[at..].find('/') {
                 let parent = &n[..at + i];
                 if !all.iter().any(|(a, _)| a == parent) {
-                    all.push((parent.to_string(), false));
+                    all.push((parent.to_string(), names.iter().any(|x| x == parent)));
                 }
                 at += i + 1;
             }
@@ -567,23 +574,34 @@ impl Session {
                 format!("{reference}{p}")
             })
             .collect();
-        let only_subscribed = lsub || o.subscribed;
+        let below = |name: &str, n: &str| {
+            n.len() > name.len() && n.starts_with(name) && n.as_bytes()[name.len()] == b'/'
+        };
         for (name, exists) in &all {
             if !wanted.iter().any(|p| wildcard(p, name)) {
                 continue;
             }
             let is_subscribed = subscribed.iter().any(|s| s == name);
-            if only_subscribed && !is_subscribed {
+            // Only a subscription the patterns do not reach themselves.
+            let subscribed_below =
+                subscribed.iter().any(|n| below(name, n) && !wanted.iter().any(|p| wildcard(p, n)));
+            // A parent of a subscription is shown by LSUB only where `%`
+            // stopped short of the subscription (RFC 3501 6.3.9), and by
+            // LIST (SUBSCRIBED RECURSIVEMATCH) with CHILDINFO (RFC 5258).
+            let implied_parent = lsub && !is_subscribed && wanted.iter().any(|p| p.contains('%'));
+            let childinfo = o.subscribed && o.recursive && subscribed_below;
+            if only_subscribed && !is_subscribed && !implied_parent && !childinfo {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
-            if !exists {
+            if implied_parent || (!exists && !lsub && !o.subscribed) {
                 attrs.push("\\Noselect");
             }
-            let children = all.iter().any(|(n, _)| {
-                n.len() > name.len() && n.starts_with(name.as_str()) && n.as_bytes()[name.len()] == b'/'
-            });
-            if !lsub {
+            if !exists && o.subscribed && is_subscribed {
+                attrs.push("\\NonExistent");
+            }
+            let children = names.iter().any(|n| below(name, n));
+            if !lsub && (!o.subscribed || o.return_children) {
                 attrs.push(if children { "\\HasChildren" } else { "\\HasNoChildren" });
             }
             let special = SPECIAL.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
@@ -599,7 +617,8 @@ impl Session {
                 attrs.push("\\Subscribed");
             }
             let shown = mailbox(&mutf7::encode(name));
-            out.line(&format!("* {verb} ({}) \"/\" {shown}", attrs.join(" ")));
+            let info = if childinfo { " (CHILDINFO (\"SUBSCRIBED\"))" } else { "" };
+            out.line(&format!("* {verb} ({}) \"/\" {shown}{info}", attrs.join(" ")));
             if !o.status.is_empty() && *exists {
                 if let Ok(line) = self.status_line(mutf7::encode(name).as_bytes(), &o.status) {
                     out.line(&line);
@@ -649,6 +668,7 @@ impl Session {
         };
         match uidlist::sync(&dir) {
             Ok(s) => {
+                super::view::first_recent(&dir, &s);
                 let uid = s.messages.iter().find(|m| m.entry.unique() == entry.unique()).map_or(0, |m| m.uid);
                 if self.view.as_ref().is_some_and(|v| v.name == name) {
                     self.refresh(out, false);
@@ -951,30 +971,40 @@ impl Session {
         let Some(dir) = self.view.as_ref().map(|v| v.dir.clone()) else { return Ok(()) };
         let letters = self.flags_of(&dir, flags)?;
         let Some(v) = self.view.as_mut() else { return Ok(()) };
-        if letters != Flags::EMPTY || mode == StoreMode::Replace {
-            v.keywords = keywords::read(&v.dir).unwrap_or_default();
-        }
+        let known = keywords::read(&v.dir).map_err(|e| format!("[SERVERBUG] {e}"))?;
+        v.keywords_now(known, out);
         let chosen = v.select(set, uid);
         let mut changed = false;
         for i in chosen {
-            let m = &v.msgs[i];
-            let now = m.entry.flags;
-            let want = match mode {
-                StoreMode::Replace => {
-                    // Letters we do not show (P, unknown ones) stay.
-                    let kept = now.letters().filter(|c| c.is_ascii_uppercase() && !"DFRST".contains(*c));
-                    kept.fold(letters, |f, c| f.with_letter(c).unwrap_or(f))
+            // Another session or program may have renamed the file since we
+            // looked: then its flags are read again and the change made on
+            // them, so neither change is lost.
+            for _ in 0..5 {
+                let m = &v.msgs[i];
+                let now = m.entry.flags;
+                let want = match mode {
+                    StoreMode::Replace => {
+                        // Letters we do not show (P, unknown ones) stay.
+                        let kept = now.letters().filter(|c| c.is_ascii_uppercase() && !"DFRST".contains(*c));
+                        kept.fold(letters, |f, c| f.with_letter(c).unwrap_or(f))
+                    }
+                    StoreMode::Add => letters.letters().fold(now, |f, c| f.with_letter(c).unwrap_or(f)),
+                    StoreMode::Remove => letters.letters().fold(now, |f, c| f.without_letter(c)),
+                };
+                if want == now {
+                    break;
                 }
-                StoreMode::Add => letters.letters().fold(now, |f, c| f.with_letter(c).unwrap_or(f)),
-                StoreMode::Remove => letters.letters().fold(now, |f, c| f.without_letter(c)),
-            };
-            if want != now {
                 match folder::set_flags(&v.dir, &m.entry, want) {
                     Ok(e) => {
                         v.msgs[i].entry = e;
                         changed = true;
+                        break;
                     }
-                    Err(folder::ChangeError::Gone) => continue,
+                    Err(folder::ChangeError::Gone) => match folder::find(&v.dir, m.entry.unique()) {
+                        Ok(Some(e)) => v.msgs[i].entry = e,
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("[SERVERBUG] {e}")),
+                    },
                     Err(folder::ChangeError::Io(e)) => return Err(format!("[SERVERBUG] {e}")),
                 }
             }
@@ -1020,11 +1050,20 @@ impl Session {
         let mut made: Vec<(u32, Entry)> = Vec::new();
         for i in chosen {
             let m = &v.msgs[i];
-            let result = if remove && !same {
-                write::move_to(&v.dir, &m.entry, &target, &hostname)
-            } else {
-                write::copy(&v.dir, &m.entry, &target, m.entry.flags, &hostname)
+            let act = |e: &Entry| {
+                if remove && !same {
+                    write::move_to(&v.dir, e, &target, &hostname)
+                } else {
+                    write::copy(&v.dir, e, &target, e.flags, &hostname)
+                }
             };
+            let mut result = act(&m.entry);
+            // Renamed meanwhile by a flag change elsewhere: found again.
+            if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+                if let Ok(Some(e)) = folder::find(&v.dir, m.entry.unique()) {
+                    result = act(&e);
+                }
+            }
             match result {
                 Ok(e) => made.push((m.uid, e)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -1032,6 +1071,7 @@ impl Session {
             }
         }
         let synced = uidlist::sync(&target).map_err(|e| format!("[SERVERBUG] {e}"))?;
+        super::view::first_recent(&target, &synced);
         let mut from = Vec::new();
         let mut to = Vec::new();
         for (u, e) in &made {

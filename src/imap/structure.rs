@@ -10,8 +10,8 @@ use super::response::{nstring, string};
 /// One address of a header's list, as the envelope holds it.
 #[derive(Debug, PartialEq, Eq)]
 enum Addr {
-    /// A mailbox: display name, local part, domain.
-    Mailbox(Option<String>, String, String),
+    /// A mailbox: display name, source route, local part, domain.
+    Mailbox(Option<String>, Option<String>, String, String),
     /// A group's start, by its name.
     GroupStart(String),
     /// A group's end.
@@ -40,8 +40,11 @@ fn addresses(v: &str) -> Vec<Addr> {
         };
         phrase.clear();
         comment.clear();
-        // A source route (`@a,@b:`) before the address is dropped.
-        let spec = spec.rsplit_once(':').map_or(spec.as_str(), |(_, s)| s).trim().to_string();
+        // A source route (`@a,@b:`) before the address is the envelope's adl.
+        let (route, spec) = match spec.rsplit_once(':') {
+            Some((r, s)) if r.starts_with('@') => (Some(r.trim().to_string()), s.trim().to_string()),
+            _ => (None, spec.trim().to_string()),
+        };
         if spec.is_empty() || out.len() >= MAX_ADDRESSES {
             return;
         }
@@ -49,7 +52,7 @@ fn addresses(v: &str) -> Vec<Addr> {
             Some((l, d)) => (l.to_string(), d.to_string()),
             None => (spec, String::new()),
         };
-        out.push(Addr::Mailbox(name, local, domain));
+        out.push(Addr::Mailbox(name, route, local, domain));
     };
     while let Some(c) = chars.next() {
         match c {
@@ -100,12 +103,14 @@ fn addresses(v: &str) -> Vec<Addr> {
             }
             '<' => {
                 let mut a = String::new();
+                let mut depth = 0;
                 for c in chars.by_ref() {
-                    if c == '>' {
-                        break;
-                    }
-                    if !c.is_whitespace() {
-                        a.push(c);
+                    match c {
+                        '>' if depth == 0 => break,
+                        '(' => depth += 1,
+                        ')' if depth > 0 => depth -= 1,
+                        _ if depth > 0 || c.is_whitespace() => {}
+                        _ => a.push(c),
                     }
                 }
                 angle = Some(a);
@@ -138,6 +143,20 @@ fn addresses(v: &str) -> Vec<Addr> {
     out
 }
 
+/// The addresses of a header value as `name <local@domain>` texts, what
+/// SEARCH FROM and its kin look in besides the raw value.
+pub fn address_texts(v: &[u8]) -> Vec<String> {
+    addresses(&String::from_utf8_lossy(v))
+        .into_iter()
+        .filter_map(|a| match a {
+            Addr::Mailbox(name, _, local, domain) => {
+                Some(format!("{} <{local}@{domain}>", name.unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn address_list(v: Option<Vec<u8>>) -> String {
     let Some(v) = v else { return "NIL".into() };
     let list = addresses(&String::from_utf8_lossy(&v));
@@ -147,9 +166,10 @@ fn address_list(v: Option<Vec<u8>>) -> String {
     let mut s = String::from("(");
     for a in list {
         match a {
-            Addr::Mailbox(name, local, domain) => s.push_str(&format!(
-                "({} NIL {} {})",
+            Addr::Mailbox(name, route, local, domain) => s.push_str(&format!(
+                "({} {} {} {})",
                 nstring(name.as_deref().map(str::as_bytes)),
+                nstring(route.as_deref().map(str::as_bytes)),
                 string(local.as_bytes()),
                 string(domain.as_bytes())
             )),
@@ -165,9 +185,10 @@ fn address_list(v: Option<Vec<u8>>) -> String {
 pub fn envelope(header: &[u8]) -> String {
     let f = fields(header);
     let raw = |name: &str| nstring(value(&f, name).as_deref());
-    let from = value(&f, "from");
-    let sender = value(&f, "sender").or_else(|| from.clone());
-    let reply_to = value(&f, "reply-to").or_else(|| from.clone());
+    let present = |name: &str| value(&f, name).filter(|v| v.iter().any(|b| !b.is_ascii_whitespace()));
+    let from = present("from");
+    let sender = present("sender").or_else(|| from.clone());
+    let reply_to = present("reply-to").or_else(|| from.clone());
     format!(
         "({} {} {} {} {} {} {} {} {} {})",
         raw("date"),
@@ -281,8 +302,9 @@ mod tests {
         );
         assert_eq!(
             address_list(Some(b"<@relay.example:c@z.example>".to_vec())),
-            "((NIL NIL \"c\" \"z.example\"))"
+            "((NIL \"@relay.example\" \"c\" \"z.example\"))"
         );
+        assert_eq!(address_list(Some(b"<a (x)@ (y) b.example>".to_vec())), "((NIL NIL \"a\" \"b.example\"))");
         assert_eq!(address_list(Some(b"".to_vec())), "NIL");
         assert_eq!(address_list(None), "NIL");
     }

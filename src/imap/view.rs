@@ -3,11 +3,13 @@
 //! (other sessions, Dovecot, delivery, a shell) when IMAP allows, and the
 //! untagged answers that tell the client what changed.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use super::command::{LAST, SeqSet};
-use super::response::{Output, flag_list};
+use super::response::{Output, flag_list, folder_flags};
 use crate::mailbox::folder::Entry;
 use crate::mailbox::keywords::{self, Keywords};
 use crate::mailbox::uidlist::{self, SyncError};
@@ -60,6 +62,35 @@ fn settled(stamp: &Stamp) -> bool {
     stamp.iter().flatten().all(|t| *t <= edge)
 }
 
+/// Per folder, the lowest UID no session has yet seen as recent: the
+/// messages from it on are \Recent to the next session that selects the
+/// folder, which claims them. Kept in memory, as IMAP4rev1 asks no more;
+/// after a start the messages still in `new/` count as recent.
+fn claims() -> std::sync::MutexGuard<'static, HashMap<(PathBuf, u32), u32>> {
+    static CLAIMS: OnceLock<Mutex<HashMap<(PathBuf, u32), u32>>> = OnceLock::new();
+    CLAIMS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The first recent UID of the folder at `dir`, after a sync. The first
+/// time this process reads a folder, the messages still in `new/` and those
+/// the sync listed just now are recent; the answer is kept, so that mail
+/// appended before any session selects the folder stays recent for it.
+pub fn first_recent(dir: &Path, synced: &uidlist::Synced) -> u32 {
+    let mut c = claims();
+    // By UIDVALIDITY too: a folder deleted and made again starts afresh.
+    *c.entry((dir.to_path_buf(), synced.validity)).or_insert_with(|| {
+        let in_new = synced.messages.iter().filter(|m| m.entry.sub_dir() == "new").map(|m| m.uid).min();
+        in_new.unwrap_or(u32::MAX).min(synced.assigned_from)
+    })
+}
+
+/// Takes the messages below `next_uid` of the folder at `dir` as seen.
+fn claim(dir: &Path, validity: u32, next_uid: u32) {
+    let mut c = claims();
+    let e = c.entry((dir.to_path_buf(), validity)).or_insert(0);
+    *e = (*e).max(next_uid);
+}
+
 impl View {
     /// Opens the mailbox at `dir`: its UIDs synced, its keywords read.
     ///
@@ -69,10 +100,14 @@ impl View {
         let stamp = stamp(&dir);
         let synced = uidlist::sync(&dir)?;
         let keywords = keywords::read(&dir)?;
+        let first = first_recent(&dir, &synced);
+        if !read_only {
+            claim(&dir, synced.validity, synced.next_uid);
+        }
         let msgs = synced
             .messages
             .into_iter()
-            .map(|m| Msg { uid: m.uid, recent: m.entry.sub_dir() == "new", entry: m.entry })
+            .map(|m| Msg { uid: m.uid, recent: m.uid >= first, entry: m.entry })
             .collect();
         Ok(View {
             name,
@@ -111,10 +146,16 @@ impl View {
             out.line("* BYE the mailbox's UIDs were reset; select it again");
             return Err(SyncError::Io(std::io::Error::other("UIDVALIDITY changed")));
         }
-        self.keywords = keywords::read(&self.dir)?;
+        let known = keywords::read(&self.dir)?;
+        self.keywords_now(known, out);
+        let first = first_recent(&self.dir, &synced);
+        if !self.read_only {
+            claim(&self.dir, synced.validity, synced.next_uid);
+        }
         let mut fresh = synced.messages.into_iter().peekable();
         let mut kept = Vec::with_capacity(self.msgs.len());
         let mut gone = Vec::new();
+        let mut changed = Vec::new();
         for (i, mut m) in std::mem::take(&mut self.msgs).into_iter().enumerate() {
             while fresh.peek().is_some_and(|f| f.uid < m.uid) {
                 // A UID below one we hold that we never saw: not possible
@@ -126,7 +167,9 @@ impl View {
                     let f = fresh.next().map(|f| f.entry);
                     if let Some(entry) = f {
                         if entry.flags != m.entry.flags {
-                            out.line(&format!(
+                            // Numbered as the client will number it once
+                            // the expunges, which go first, are told.
+                            changed.push(format!(
                                 "* {} FETCH (UID {} FLAGS {})",
                                 kept.len() + 1,
                                 m.uid,
@@ -145,16 +188,41 @@ impl View {
         for g in gone.iter().rev() {
             out.line(&format!("* {g} EXPUNGE"));
         }
+        for line in changed {
+            out.line(&line);
+        }
         let before = kept.len();
+        let before_recent = kept.iter().filter(|m| m.recent).count();
         for f in fresh {
-            kept.push(Msg { uid: f.uid, recent: f.entry.sub_dir() == "new", entry: f.entry });
+            kept.push(Msg { uid: f.uid, recent: f.uid >= first, entry: f.entry });
         }
         self.msgs = kept;
         self.next_uid = synced.next_uid;
         if self.msgs.len() > before {
             out.line(&format!("* {} EXISTS", self.msgs.len()));
+            let recent = self.recent();
+            if recent != before_recent {
+                out.line(&format!("* {recent} RECENT"));
+            }
         }
         Ok(())
+    }
+
+    /// Takes `known` as the folder's keywords; when they are new, tells the
+    /// client the folder's flags (a keyword must be in FLAGS before a FETCH
+    /// shows it).
+    pub fn keywords_now(&mut self, known: Keywords, out: &mut Output) {
+        if known == self.keywords {
+            return;
+        }
+        self.keywords = known;
+        let flags = folder_flags(&self.keywords);
+        out.line(&format!("* FLAGS {flags}"));
+        if !self.read_only {
+            let mut perm = flags;
+            perm.insert_str(perm.len() - 1, " \\*");
+            out.line(&format!("* OK [PERMANENTFLAGS {perm}] flags that stay"));
+        }
     }
 
     /// Marks the view as stale, so the next [`View::refresh`] reads the folder.

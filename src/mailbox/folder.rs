@@ -252,6 +252,27 @@ pub fn messages(dir: &Path) -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The message of the folder at `dir` whose unique part is `unique`, as its
+/// file is now (another reader may have renamed it); `None` when it is gone.
+///
+/// # Errors
+/// When `new/` or `cur/` cannot be read.
+pub fn find(dir: &Path, unique: &str) -> io::Result<Option<Entry>> {
+    for sub in [Sub::Cur, Sub::New] {
+        for entry in fs::read_dir(dir.join(sub.dir()))? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if split_info(&name).0 != unique {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let flags = flags_of(&name).unwrap_or_default();
+            return Ok(Some(Entry { sub, name, flags, size: meta.len(), arrived: meta.modified()? }));
+        }
+    }
+    Ok(None)
+}
+
 /// What became of a change to a message.
 #[derive(Debug)]
 pub enum ChangeError {

@@ -228,6 +228,9 @@ pub struct Synced {
     /// True when the list was unreadable and was made anew, with a new
     /// UIDVALIDITY: every client starts over.
     pub rebuilt: bool,
+    /// The first UID this sync gave: messages from it on were listed just
+    /// now, so no reader has seen them.
+    pub assigned_from: u32,
 }
 
 /// What went wrong in a sync.
@@ -399,11 +402,22 @@ fn arrival_key(name: &str) -> (u64, u64, &str) {
     (secs, micros, name)
 }
 
-/// A UIDVALIDITY for a list made now: the time, as Dovecot takes it, and
-/// always above `before`.
+/// A UIDVALIDITY for a list made now: the time, as Dovecot takes it,
+/// always above `before`, and above every one this process gave before, so
+/// a folder deleted and made again within a second still gets a new one.
 fn new_validity(before: u32) -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static LAST: AtomicU32 = AtomicU32::new(0);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs());
-    u32::try_from(now).unwrap_or(u32::MAX).max(before.saturating_add(1)).max(1)
+    let want = u32::try_from(now).unwrap_or(u32::MAX).max(before.saturating_add(1)).max(1);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let v = want.max(last.saturating_add(1));
+        match LAST.compare_exchange(last, v, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return v,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// Brings the list of the folder at `dir` up to date with its files, under
@@ -455,6 +469,7 @@ pub fn sync(dir: &Path) -> Result<Synced, SyncError> {
         messages.push(Message { uid: r.uid, entry });
         kept.push(r);
     }
+    let assigned_from = list.next_uid;
     let mut fresh: Vec<Entry> = files.into_values().collect();
     fresh.sort_by(|a, b| arrival_key(&a.name).cmp(&arrival_key(&b.name)));
     for entry in fresh {
@@ -469,7 +484,8 @@ pub fn sync(dir: &Path) -> Result<Synced, SyncError> {
         changed = true;
     }
     list.records = kept;
-    let synced = Synced { validity: list.validity, next_uid: list.next_uid, messages, rebuilt };
+    let synced =
+        Synced { validity: list.validity, next_uid: list.next_uid, messages, rebuilt, assigned_from };
     if changed {
         lock.replace(&list)?;
     }
