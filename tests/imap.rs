@@ -211,3 +211,187 @@ print("done")
     ));
     assert_eq!(out.trim(), "done");
 }
+
+/// Whether a Debian tool is installed; under CI a missing one fails the
+/// test (`.ci/run` installs it).
+fn have(tool: &str, package: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is not installed (CI needs it: apt-get install {package})"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// The files of a Maildir folder's `cur/` and `new/`, names only.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+            out.extend(rd.map(|e| e.unwrap().file_name().into_string().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mbsync_syncs_a_mailbox_both_ways_with_flags_and_expunges() {
+    if !have("mbsync", "isync") {
+        return;
+    }
+    let p = Postern::start("");
+    common::send(&p, "bob@remote.example", &["alice@example.com"], "Subject: keep\r\n\r\nto be read");
+    common::send(&p, "bob@remote.example", &["alice@example.com"], "Subject: drop\r\n\r\nto be deleted");
+    p.wait_inbox("example.com", "alice", 2);
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let rc = t.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount postern\nHost 127.0.0.1\nPort {port}\nUser alice@example.com\nPass {pw}\nSSLType IMAPS\nCertificateFile {cert}\n\n\
+             IMAPStore remote\nAccount postern\n\nMaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            port = p.listener("imaps").port(),
+            pw = common::ALICE_PASSWORD,
+            cert = p.mail_root().parent().unwrap().join("data/tls/cert.pem").display(),
+            local = local.display(),
+        ),
+    )
+    .unwrap();
+    let sync = || {
+        let out = std::process::Command::new("mbsync").arg("-c").arg(&rc).arg("-a").output().unwrap();
+        assert!(
+            out.status.success(),
+            "mbsync: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sync();
+    let inbox = local.join("INBOX");
+    let got = files(&inbox);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(local.join("Sent").is_dir() && local.join("Trash").is_dir(), "the special folders came down");
+    // Read one, delete the other, write a draft: all three go up.
+    let text = |name: &str| {
+        std::fs::read_to_string(inbox.join("cur").join(name))
+            .or_else(|_| std::fs::read_to_string(inbox.join("new").join(name)))
+            .unwrap()
+    };
+    let (mut keep, mut drop) = (None, None);
+    for name in &got {
+        if text(name).contains("Subject: keep") {
+            keep = Some(name.clone())
+        } else {
+            drop = Some(name.clone())
+        }
+    }
+    let (keep, drop) = (keep.unwrap(), drop.unwrap());
+    let at = |name: &str| {
+        if inbox.join("cur").join(name).exists() {
+            inbox.join("cur").join(name)
+        } else {
+            inbox.join("new").join(name)
+        }
+    };
+    let base = |name: &str| name.split(":2,").next().unwrap().to_string();
+    std::fs::rename(at(&keep), inbox.join("cur").join(format!("{}:2,S", base(&keep)))).unwrap();
+    std::fs::rename(at(&drop), inbox.join("cur").join(format!("{}:2,T", base(&drop)))).unwrap();
+    std::fs::write(local.join("Drafts/new/1700000000.local.draft"), "Subject: draft\n\nfrom the laptop\n")
+        .unwrap();
+    sync();
+    let server = p.mail_root().join("example.com/alice");
+    let on_server = files(&server);
+    assert_eq!(on_server.len(), 1, "the deleted one was expunged: {on_server:?}");
+    assert!(on_server[0].ends_with(":2,S"), "{on_server:?}");
+    let drafts = files(&server.join(".Drafts"));
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    // And down again: a message delivered now arrives, nothing doubles.
+    common::send(&p, "bob@remote.example", &["alice@example.com"], "Subject: later\r\n\r\nthird");
+    common::wait_for("the third message", || (files(&server).len() == 2).then_some(()));
+    sync();
+    assert_eq!(files(&inbox).len(), 2, "{:?}", files(&inbox));
+    assert_eq!(files(&local.join("Drafts")).len(), 1);
+    sync();
+    assert_eq!(files(&inbox).len(), 2, "a second sync changes nothing");
+}
+
+#[test]
+fn idle_sessions_hear_of_new_mail_within_a_second_and_others_see_changes() {
+    let p = Postern::start("");
+    common::send(&p, "bob@remote.example", &["alice@example.com"], "Subject: one\r\n\r\nfirst");
+    p.wait_inbox("example.com", "alice", 1);
+    let out = p.python(&script(
+        r#"
+import smtplib, select
+md = os.path.join(os.environ["MAILROOT"], "example.com", "alice")
+def count():
+    return sum(len(os.listdir(os.path.join(md, d))) for d in ("new", "cur"))
+# Session B selects and idles on a raw TLS socket.
+raw = socket.create_connection(("127.0.0.1", int(os.environ["IMAPS"])), 30)
+b = ctx.wrap_socket(raw, server_hostname=HOST)
+buf = b""
+def expect(word, limit=10):
+    global buf
+    end = time.time() + limit
+    while word not in buf:
+        left = end - time.time()
+        assert left > 0, (word, buf)
+        r, _, _ = select.select([b], [], [], left)
+        if r:
+            buf += b.recv(65536)
+    at = buf.index(word) + len(word)
+    line_end = buf.index(b"\r\n", at) if b"\r\n" in buf[at:] else len(buf)
+    got, buf = buf[:line_end], buf[line_end:]
+    return got
+expect(b"IMAP ready")
+b.sendall(b"b1 LOGIN alice@example.com " + os.environ["ALICE_PW"].encode() + b"\r\n")
+expect(b"b1 OK")
+b.sendall(b"b2 SELECT INBOX\r\n")
+expect(b"b2 OK")
+b.sendall(b"b3 IDLE\r\n")
+expect(b"+ idling")
+# New mail through SMTP: it is told to the idle session within a second of
+# reaching the Maildir.
+s = smtplib.SMTP("127.0.0.1", int(os.environ["PORT"]), timeout=30)
+s.sendmail("bob@remote.example", ["alice@example.com"], "Subject: two\r\n\r\nsecond")
+s.quit()
+while count() < 2:
+    time.sleep(0.01)
+landed = time.time()
+expect(b"* 2 EXISTS", 5)
+assert time.time() - landed < 1.0, time.time() - landed
+# Session A changes a flag and expunges; B hears both while idle.
+a = alice()
+ok(a.select("INBOX"))
+ok(a.store("1", "+FLAGS", "\\Flagged"))
+expect(b"FETCH (UID 1 FLAGS (\\Flagged", 5)
+ok(a.store("1", "+FLAGS", "\\Deleted"))
+ok(a.expunge())
+expect(b"* 1 EXPUNGE", 5)
+b.sendall(b"DONE\r\n")
+expect(b"b3 OK")
+# A program moving a file by hand is noticed on the next command too.
+name = os.listdir(os.path.join(md, "new")) + os.listdir(os.path.join(md, "cur"))
+assert len(name) == 1, name
+src = os.path.join(md, "new", name[0]) if os.path.exists(os.path.join(md, "new", name[0])) else os.path.join(md, "cur", name[0])
+os.rename(src, os.path.join(md, "cur", name[0].split(":2,")[0] + ":2,S"))
+b.sendall(b"b4 NOOP\r\n")
+got = expect(b"b4 OK")
+assert re.search(rb"\* 1 FETCH \(UID 2 FLAGS \(\\Seen( \\Recent)?\)\)", got), got
+a.logout()
+print("done")
+"#,
+    ));
+    assert_eq!(out.trim(), "done");
+}

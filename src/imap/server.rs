@@ -330,6 +330,7 @@ impl Conn {
             let (back, (), out) = run_blocking(session, |s, out| s.poll(out)).await;
             session = back;
             self.send(out).await?;
+            self.link.flush(IDLE_TIMEOUT).await?;
         }
     }
 
