@@ -644,3 +644,126 @@ fn guessers_from_many_addresses_share_one_budget_and_the_owner_still_logs_in() {
     let out = login("127.0.0.97", "nobody@example.com", "x");
     assert!(out.starts_with("127.0.0.97 535 "), "{out}");
 }
+
+/// Python prelude for IMAP over TLS as alice.
+const IMAP_PRELUDE: &str = r#"
+import os, socket, ssl, select, time
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(os.environ["IMAPS"])), 30), server_hostname="mx.test.example")
+    s.buf = b""
+    return s
+def until(s, word, limit=10):
+    end = time.time() + limit
+    while word not in s.buf:
+        left = end - time.time()
+        assert left > 0, (word, s.buf[-300:])
+        r, _, _ = select.select([s], [], [], left)
+        if r:
+            data = s.recv(65536)
+            if not data:
+                raise EOFError(s.buf[-300:])
+            s.buf += data
+    at = s.buf.index(word) + len(word)
+    end_of_line = s.buf.index(b"\r\n", at) + 2 if b"\r\n" in s.buf[at:] else len(s.buf)
+    got, s.buf = s.buf[:end_of_line], s.buf[end_of_line:]
+    return got
+def login(s):
+    until(s, b"IMAP ready")
+    s.sendall(b"l LOGIN alice@example.com " + os.environ["ALICE_PW"].encode() + b"\r\n")
+    until(s, b"l OK")
+"#;
+
+#[test]
+fn imap_mailbox_names_cannot_reach_outside_the_users_maildir() {
+    let p = Postern::start("");
+    let mail = p.mail_root();
+    let out = p.python(&format!(
+        "{IMAP_PRELUDE}\n{}",
+        r#"
+s = conn()
+login(s)
+names = [b'"../bob"', b'"../../example.org/carol"', b'"a/../../x"', b'"/etc"', b'"~root"', b'"&AC4ALg-/x"',
+         b'"&AC8-etc"', b'"a\\\\b"', b'"' + b"x" * 300 + b'"', b'"INBOX/../x"', b'".hidden"', b'"a//b"', b'{3+}\r\na\x00b']
+results = []
+for i, n in enumerate(names):
+    for verb in (b"CREATE", b"SELECT", b"DELETE", b"RENAME INBOX", b"APPEND"):
+        tag = b"t%d%s" % (i, verb.split()[0][:2])
+        if verb == b"APPEND":
+            s.sendall(tag + b" APPEND " + n + b" {2+}\r\nx\n\r\n")
+        elif verb == b"RENAME INBOX":
+            s.sendall(tag + b" RENAME INBOX " + n + b"\r\n")
+        else:
+            s.sendall(tag + b" " + verb + b" " + n + b"\r\n")
+        got = until(s, tag + b" ")
+        rest = s.buf
+        line = got.splitlines()[-1] + until(s, b"\r\n") if not got.endswith(b"\r\n") else got.splitlines()[-1]
+        results.append((n[:20], verb, line[:60]))
+        assert b" OK" not in line, (n, verb, line)
+s.sendall(b"z LOGOUT\r\n")
+print("refused", len(results))
+"#
+    ));
+    assert!(out.contains("refused 65"), "{out}");
+    // Nothing was made anywhere but alice's own Maildir, which holds only
+    // what her first login made.
+    let mut made: Vec<String> = std::fs::read_dir(mail.join("example.com"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    made.sort();
+    assert_eq!(made, ["alice"]);
+    assert_eq!(std::fs::read_dir(&mail).unwrap().count(), 1, "nothing beside the domains");
+    let mut folders: Vec<String> = std::fs::read_dir(mail.join("example.com/alice"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    folders.sort();
+    assert_eq!(folders, [".Archive", ".Drafts", ".Junk", ".Sent", ".Trash"]);
+    assert!(!std::path::Path::new("/etc/.x").exists());
+}
+
+#[test]
+fn huge_imap_literals_and_endless_lines_are_refused_without_holding_memory() {
+    let p = Postern::start("[limits]\nmax_message_size = \"1M\"\n");
+    // A first login, so the password check's memory (argon2id's 19 MiB,
+    // kept for the next check) is in the baseline.
+    p.python(&format!("{IMAP_PRELUDE}\nlogin(conn())\n"));
+    let (_, before) = memory_kib(p.pid()).unwrap_or((0, 0));
+    let out = p.python(&format!(
+        "{IMAP_PRELUDE}\n{}",
+        r#"
+s = conn()
+login(s)
+# A message past max_message_size: refused before a byte is sent...
+s.sendall(b"a APPEND INBOX {2000000}\r\n")
+line = until(s, b"a ")
+assert line.endswith(b"\r\n") and b"a NO [TOOBIG]" in line, line
+# ...or, sent anyway without waiting, read and dropped, then refused.
+s.sendall(b"b APPEND INBOX {2000000+}\r\n" + b"x" * 2000000 + b"\r\n")
+line = until(s, b"b NO [TOOBIG]", 30)
+# Literals in other commands are small, and a command line has an end.
+s.sendall(b"c LOGIN {100000000}\r\n")
+until(s, b"c BAD a literal too large")
+s.sendall(b"d NOOP\r\n")
+until(s, b"d OK")
+s.sendall(b"e " + b"x" * 200000 + b"\r\n")
+try:
+    until(s, b"* BAD", 10)
+except EOFError:
+    pass
+# The session is over; others go on.
+t = conn()
+login(t)
+t.sendall(b"f SELECT INBOX\r\n")
+until(t, b"f OK")
+print("done")
+"#
+    ));
+    assert_eq!(out.trim(), "done");
+    if let Some((_, after)) = memory_kib(p.pid()) {
+        assert!(after < before + 8 * 1024, "PSS grew from {before} KiB to {after} KiB");
+    }
+    assert!(p.inbox("example.com", "alice").is_empty(), "nothing was appended");
+}

@@ -64,7 +64,14 @@ pub async fn serve(server: Arc<Server>, ex: Arc<Executor<'static>>, listener: Tc
     let each = Arc::clone(&server);
     listen::accept_loop(listener, server.stop(), |stream, peer| {
         let server = Arc::clone(&each);
-        ex.spawn(async move { connection(server, stream, peer, tls).await }).detach();
+        ex.spawn(async move {
+            // A bug must cost one session, never an executor thread.
+            let session = std::panic::AssertUnwindSafe(connection(server, stream, peer, tls));
+            if smol::future::FutureExt::catch_unwind(session).await.is_err() {
+                log::error!("IMAP session from {peer} ended by an internal error");
+            }
+        })
+        .detach();
     })
     .await;
 }
@@ -179,7 +186,6 @@ impl Conn {
                     continue;
                 }
                 Step::Refused { tag, too_big, reason } => {
-                    self.link.inbuf.consume(used);
                     if let Some(s) = spool.take() {
                         s.discard();
                     }

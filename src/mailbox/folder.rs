@@ -42,6 +42,10 @@ pub enum NameError {
     Separator,
     /// A control character, which no folder name may hold.
     Control,
+    /// A level that starts with `~` or holds `\\`: harmless on disk, but
+    /// names that read as a home directory or another system's path are
+    /// refused rather than kept.
+    Unsafe,
     /// The directory's name would be longer than a file system allows.
     TooLong,
     /// A directory name on disk that is not modified UTF-7.
@@ -55,6 +59,7 @@ impl fmt::Display for NameError {
             NameError::Dot => f.write_str("a level of a folder name starts with a dot"),
             NameError::Separator => f.write_str("a level of a folder name holds a dot"),
             NameError::Control => f.write_str("a folder name holds a control character"),
+            NameError::Unsafe => f.write_str("a level of a folder name starts with ~ or holds a backslash"),
             NameError::TooLong => f.write_str("a folder name is too long"),
             NameError::NotMutf7(e) => write!(f, "a folder directory's name: {e}"),
         }
@@ -86,6 +91,9 @@ pub fn dir(maildir: &Path, name: &str) -> Result<PathBuf, NameError> {
         }
         if level.chars().any(char::is_control) {
             return Err(NameError::Control);
+        }
+        if level.starts_with('~') || level.contains('\\') {
+            return Err(NameError::Unsafe);
         }
         on_disk.push('.');
         on_disk.push_str(&mutf7::encode(level));
@@ -120,6 +128,7 @@ pub fn name_of(dir_name: &str) -> Option<Result<String, NameError>> {
         match mutf7::decode(level) {
             Ok(text) if text.chars().any(char::is_control) => return Some(Err(NameError::Control)),
             Ok(text) if text.contains(DELIMITER) => return Some(Err(NameError::Separator)),
+            Ok(text) if text.starts_with('~') || text.contains('\\') => return Some(Err(NameError::Unsafe)),
             Ok(text) => {
                 if i > 0 {
                     name.push(DELIMITER);
