@@ -18,7 +18,6 @@ use crate::queue::admin::span;
 use crate::queue::store::unix_now;
 use crate::queue::{Queue, SharedClient, SharedSettings};
 use crate::server::Server;
-use crate::smtp::session::Port;
 use crate::{Settings, control, tls};
 
 /// How long sessions may take to finish their transaction after SIGTERM.
@@ -34,7 +33,8 @@ pub struct Daemon {
     queue: Arc<Queue>,
     server: Arc<Server>,
     started: Instant,
-    listeners: Vec<(SocketAddr, Port)>,
+    /// Every listener bound, by address and name (`mx`, `imaps`...).
+    listeners: Vec<(SocketAddr, &'static str)>,
     certificate: Mutex<(PathBuf, Option<u64>)>,
 }
 
@@ -71,10 +71,11 @@ pub fn run(config: Config) -> io::Result<()> {
         let bound = server.bind().await?;
         let mut listeners = Vec::new();
         for (listener, port) in bound {
-            listeners.push((listener.local_addr()?, port));
+            listeners.push((listener.local_addr()?, port.name()));
             ex.spawn(Arc::clone(&server).serve(Arc::clone(&ex), listener, port)).detach();
         }
         for (listener, tls) in crate::imap::server::bind(&server)? {
+            listeners.push((listener.local_addr()?, if tls { "imaps" } else { "imap" }));
             ex.spawn(crate::imap::server::serve(Arc::clone(&server), Arc::clone(&ex), listener, tls))
                 .detach();
         }
@@ -175,10 +176,11 @@ impl Daemon {
             std::process::id(),
             span(self.started.elapsed().as_secs())
         );
-        for (addr, port) in &self.listeners {
-            out.push_str(&format!("listening on {addr} ({})\n", port.name()));
+        for (addr, name) in &self.listeners {
+            out.push_str(&format!("listening on {addr} ({name})\n"));
         }
         out.push_str(&format!("connections open: {}\n", self.server.open_connections()));
+        out.push_str(&format!("IMAP sessions: {}\n", self.server.imap_sessions()));
         match self.queue.store().messages() {
             Ok(messages) => {
                 let oldest = messages.iter().min_by_key(|m| m.queued);
@@ -215,8 +217,8 @@ impl Daemon {
 /// config says port 0.
 pub const LISTENING_FILE: &str = "listening";
 
-fn write_listening(data_dir: &std::path::Path, listeners: &[(SocketAddr, Port)]) {
-    let text: String = listeners.iter().map(|(a, p)| format!("{a} {}\n", p.name())).collect();
+fn write_listening(data_dir: &std::path::Path, listeners: &[(SocketAddr, &'static str)]) {
+    let text: String = listeners.iter().map(|(a, name)| format!("{a} {name}\n")).collect();
     let path = data_dir.join(LISTENING_FILE);
     let tmp = data_dir.join(format!("{LISTENING_FILE}.tmp"));
     if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {

@@ -93,6 +93,11 @@ impl Server {
         self.mx.open() + self.submission.open() + self.imap.open()
     }
 
+    /// How many IMAP connections are open.
+    pub fn imap_sessions(&self) -> usize {
+        self.imap.open()
+    }
+
     /// IMAP's connection counters.
     pub(crate) fn imap_connections(&self) -> &Arc<Connections> {
         &self.imap

@@ -214,6 +214,8 @@ fn status_reports_listeners_queue_deliveries_and_certificate() {
     });
     assert!(text.contains(&format!("listening on {} (mx)", p.addr)), "{text}");
     assert!(text.contains(&format!("listening on {} (submissions)", p.submissions)), "{text}");
+    assert!(text.contains(&format!("listening on {} (imaps)", p.listener("imaps"))), "{text}");
+    assert!(text.contains("IMAP sessions: 0"), "{text}");
     assert!(text.contains("connections open: 1"), "{text}");
     assert!(text.contains("queue: 0 message(s)"), "{text}");
     assert!(text.contains("last hour: 1 delivered, 0 deferred, 0 failed"), "{text}");

@@ -487,6 +487,8 @@ fn embedded_default_parses() {
     assert_eq!(config.listen.mx, vec![SocketAddr::from(([127, 0, 0, 1], 2525))]);
     assert_eq!(config.listen.submission, vec![SocketAddr::from(([127, 0, 0, 1], 2587))]);
     assert_eq!(config.listen.submissions, vec![SocketAddr::from(([127, 0, 0, 1], 2465))]);
+    assert_eq!(config.listen.imap, vec![SocketAddr::from(([127, 0, 0, 1], 2143))]);
+    assert_eq!(config.listen.imaps, vec![SocketAddr::from(([127, 0, 0, 1], 2993))]);
     assert_eq!(config.primary_domain.as_str(), "example.test");
     let domain = config.domain("example.test").expect("example.test");
     assert_eq!(domain.users, [("alice".to_string(), None), ("bob".to_string(), None)]);
@@ -499,7 +501,15 @@ fn shipped_example_parses() {
     let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(config.hostname, "mail.example.com");
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/postern"));
-    assert_eq!(config.listen, Listen::default());
+    // The example turns IMAP on, on its usual ports; the built-in default
+    // (a config that names no IMAP listener) leaves it off.
+    let imap = Listen {
+        imap: vec![SocketAddr::from(([0, 0, 0, 0], 143))],
+        imaps: vec![SocketAddr::from(([0, 0, 0, 0], 993))],
+        ..Listen::default()
+    };
+    assert_eq!(config.listen, imap);
+    assert!(Listen::default().imap.is_empty() && Listen::default().imaps.is_empty());
     assert_eq!(config.tls, Tls::default());
     assert_eq!(config.queue, QueueConfig::default());
     let mut limits = Limits::default();
