@@ -733,3 +733,139 @@ fn each_move_into_new_is_fsynced_before_its_outcome_is_committed() {
     assert!(check.problems.is_empty(), "{:#?}\ntrace:\n{trace}", check.problems);
     assert_eq!(check.moves, 5, "one move per local recipient, each followed by a commit:\n{trace}");
 }
+
+/// An IMAP client that appends, moves and expunges until the server dies,
+/// printing each operation once its tagged OK came (`A subject`, `M
+/// subject`, `E subject`) and each move and expunge as it starts (`m`, `e`).
+const IMAP_WORKER: &str = r#"
+import os, sys, ssl, socket, re
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+round_ = os.environ["ROUND"]
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(os.environ["IMAPS"])), 30), server_hostname="mx.test.example")
+f = s.makefile("rb")
+n = [0]
+def cmd(line, literal=None):
+    n[0] += 1
+    tag = b"c%d" % n[0]
+    if literal is None:
+        s.sendall(tag + b" " + line + b"\r\n")
+    else:
+        s.sendall(tag + b" " + line + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
+    while True:
+        l = f.readline()
+        if not l:
+            sys.exit(0)
+        if l.startswith(tag + b" "):
+            assert l.startswith(tag + b" OK"), l
+            return l
+f.readline()
+cmd(b"LOGIN alice@example.com " + os.environ["ALICE_PW"].encode())
+cmd(b"SELECT INBOX")
+for i in range(100000):
+    subject = "r%s-%d" % (round_, i)
+    ok = cmd(b"APPEND INBOX", ("Subject: %s\r\n\r\n%s\r\n" % (subject, "y" * 3000)).encode())
+    uid = re.search(rb"APPENDUID \d+ (\d+)", ok).group(1)
+    print("A", subject, flush=True)
+    if i % 3 == 1:
+        print("m", subject, flush=True)
+        cmd(b"UID MOVE " + uid + b" Archive")
+        print("M", subject, flush=True)
+    elif i % 5 == 2:
+        print("e", subject, flush=True)
+        cmd(b"UID STORE " + uid + b" +FLAGS.SILENT (\\Deleted)")
+        cmd(b"UID EXPUNGE " + uid)
+        print("E", subject, flush=True)
+"#;
+
+/// The subject of each message file under a folder's `cur/` and `new/`.
+fn subjects(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for e in rd {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            let subject = text.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("?").to_string();
+            out.push(subject);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_during_imap_appends_moves_and_expunges_loses_and_doubles_nothing() {
+    let mut p = Postern::start("");
+    let mut acked: Vec<String> = Vec::new();
+    for round in 0..6 {
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut worker = Command::new("python3")
+            .arg("-c")
+            .arg(IMAP_WORKER)
+            .env("IMAPS", p.listener("imaps").port().to_string())
+            .env("CAFILE", p.mail_root().parent().unwrap().join("data/tls/cert.pem"))
+            .env("ALICE_PW", common::ALICE_PASSWORD)
+            .env("ROUND", round.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = worker.stdout.take().unwrap();
+        let sink = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // Kill at a different depth of the work each round.
+        let want = 8 + round * 7;
+        wait_for("the worker's operations", || (log.lock().unwrap().len() >= want).then_some(()));
+        p.kill();
+        let _ = worker.wait();
+        reader.join().unwrap();
+        acked.extend(log.lock().unwrap().iter().cloned());
+        p.restart();
+    }
+    let md = p.mail_root().join("example.com/alice");
+    let inbox = subjects(&md);
+    let archive = subjects(&md.join(".Archive"));
+    let mut all = inbox.clone();
+    all.extend(archive.iter().cloned());
+    let mut seen = HashSet::new();
+    for s in &all {
+        assert!(seen.insert(s.clone()), "{s} is there twice: inbox {inbox:?} archive {archive:?}");
+    }
+    let mut appended = 0;
+    for line in &acked {
+        let (op, subject) = line.split_once(' ').unwrap();
+        if op != "A" {
+            continue;
+        }
+        appended += 1;
+        let said = |op: &str| acked.contains(&format!("{op} {subject}"));
+        let here = all.contains(&subject.to_string());
+        if said("E") {
+            assert!(!here, "{subject} was expunged and is back");
+        } else if said("M") {
+            assert!(archive.contains(&subject.to_string()), "{subject} was moved and is not in Archive");
+        } else if said("e") {
+            // The kill came during its expunge: either is right.
+        } else if said("m") {
+            assert!(here, "{subject} was being moved and is lost");
+        } else {
+            assert!(inbox.contains(&subject.to_string()), "{subject} was appended and is not in INBOX");
+        }
+    }
+    assert!(appended >= 20, "only {appended} appends acknowledged");
+    // Both UID lists read, and give every file one UID.
+    for dir in [md.clone(), md.join(".Archive")] {
+        let list = postern::mailbox::uidlist::read(&dir).unwrap().expect("a UID list");
+        let synced = postern::mailbox::uidlist::sync(&dir).unwrap();
+        let uids: HashSet<u32> = synced.messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids.len(), synced.messages.len());
+        assert!(synced.validity == list.validity, "the UID list was made anew after a kill");
+    }
+    eprintln!(
+        "{} operations acknowledged over 6 kills; {} in INBOX, {} in Archive",
+        acked.len(),
+        inbox.len(),
+        archive.len()
+    );
+}

@@ -370,7 +370,9 @@ while count() < 2:
     time.sleep(0.01)
 landed = time.time()
 expect(b"* 2 EXISTS", 5)
-assert time.time() - landed < 1.0, time.time() - landed
+# Under an emulator (POSTERN_TEST_RUNNER) the server runs many times slower.
+limit = 4.0 if os.environ.get("POSTERN_TEST_RUNNER") else 1.0
+assert time.time() - landed < limit, time.time() - landed
 # Session A changes a flag and expunges; B hears both while idle.
 a = alice()
 ok(a.select("INBOX"))

@@ -259,10 +259,17 @@ impl From<io::Error> for SyncError {
     }
 }
 
-/// The held dotlock of one folder; dropped unused, it is removed.
+/// The held dotlock of one folder; dropped, it is removed.
 pub struct Lock {
     path: PathBuf,
-    file: Option<File>,
+    held: bool,
+}
+
+/// Names for this process's temporary files, never reused.
+fn temp_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 impl Lock {
@@ -277,22 +284,37 @@ impl Lock {
 
     /// [`Lock::take`], waiting up to `wait`.
     ///
+    /// The lock is made whole before it is seen: `<pid>:<host>` is written
+    /// to a file of its own, which is then hard-linked as the lock (a link
+    /// never replaces). So a lock always names its holder, and one left by a
+    /// process that died is broken at once, as Dovecot breaks it.
+    ///
     /// # Errors
     /// As [`Lock::take`].
     pub fn take_within(dir: &Path, wait: Duration) -> Result<Lock, SyncError> {
         let path = dir.join(LOCK);
+        let tmp = dir.join(temp_name(LOCK));
+        {
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(owner().as_bytes())?;
+        }
+        let result = Lock::link(&tmp, &path, wait);
+        let _ = fs::remove_file(&tmp);
+        let lock = result?;
+        clean_temps(dir);
+        Ok(lock)
+    }
+
+    fn link(tmp: &Path, path: &Path, wait: Duration) -> Result<Lock, SyncError> {
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(2);
         loop {
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(mut file) => {
-                    file.write_all(owner().as_bytes())?;
-                    return Ok(Lock { path, file: Some(file) });
-                }
+            match fs::hard_link(tmp, path) {
+                Ok(()) => return Ok(Lock { path: path.to_path_buf(), held: true }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if is_stale(&path) {
+                    if is_stale(path) {
                         // Another breaker may have gone first; either way, try again.
-                        let _ = fs::remove_file(&path);
+                        let _ = fs::remove_file(path);
                         continue;
                     }
                     if Instant::now() >= deadline {
@@ -307,32 +329,55 @@ impl Lock {
     }
 
     /// Writes `list` as the folder's list and releases the lock: the text
-    /// goes into the lock file, which is synced and renamed over the list,
-    /// and the directory is synced.
+    /// goes into a new file, which is synced and renamed over the list, the
+    /// directory is synced, and the lock removed.
     ///
     /// # Errors
     /// I/O errors; the old list is then untouched and the lock removed.
-    pub fn replace(mut self, list: &UidList) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else { return Ok(()) };
-        file.set_len(0)?;
-        let mut w = io::BufWriter::new(&*file);
-        io::Seek::seek(&mut w, io::SeekFrom::Start(0))?;
-        w.write_all(list.format().as_bytes())?;
-        w.flush()?;
-        drop(w);
-        file.sync_data()?;
+    pub fn replace(self, list: &UidList) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        fs::rename(&self.path, dir.join(FILE))?;
-        // Renamed, the lock is released: the path may be another's lock now.
-        self.file = None;
-        File::open(dir)?.sync_all()
+        let tmp = dir.join(temp_name(FILE));
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(list.format().as_bytes())?;
+            f.sync_data()?;
+            fs::rename(&tmp, dir.join(FILE))?;
+            File::open(&dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.held {
+            self.held = false;
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Removes the temporary files of processes of this host that died while
+/// writing a lock or a list (`<name>.<pid>.<n>.tmp`).
+fn clean_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let Ok(name) = e.file_name().into_string() else { continue };
+        let Some(rest) = name.strip_prefix(FILE).and_then(|r| r.strip_suffix(".tmp")) else { continue };
+        let rest = rest.strip_prefix(".lock").unwrap_or(rest);
+        let Some(pid) =
+            rest.strip_prefix('.').and_then(|r| r.split('.').next()).and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let dead = rustix::process::Pid::from_raw(pid).is_some_and(
+            |p| matches!(rustix::process::test_kill_process(p), Err(e) if e == rustix::io::Errno::SRCH),
+        );
+        if dead {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
@@ -611,6 +656,13 @@ mod tests {
         assert!(is_stale(&d.join(LOCK)));
         sync(d).unwrap();
         assert!(!d.join(LOCK).exists());
+        // What a process killed while writing leaves: its temporary files.
+        fs::write(d.join(format!("{FILE}.4194305.7.tmp")), "3 V1 N2\n").unwrap();
+        fs::write(d.join(format!("{LOCK}.4194305.8.tmp")), "4194305:h").unwrap();
+        sync(d).unwrap();
+        let left: Vec<String> =
+            fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(left.iter().all(|n| !n.ends_with(".tmp")), "{left:?}");
         fs::write(d.join(LOCK), owner()).unwrap();
         assert!(!is_stale(&d.join(LOCK)));
         assert!(matches!(Lock::take_within(d, Duration::from_millis(30)), Err(SyncError::Locked)));
