@@ -758,6 +758,34 @@ t = conn()
 login(t)
 t.sendall(b"f SELECT INBOX\r\n")
 until(t, b"f OK")
+# In IDLE only DONE is heard: an endless line ends the session at once.
+t.sendall(b"g IDLE\r\n")
+until(t, b"+ idling")
+# The server may close while the client still sends: the send can fail.
+try:
+    t.sendall(b"y" * 300000)
+except (ssl.SSLError, OSError):
+    pass
+try:
+    until(t, b"never", 10)
+    raise SystemExit("the session went on")
+except (EOFError, ssl.SSLError, OSError):
+    pass
+# Many FETCH items, or an answer too big for memory, are refused.
+u = conn()
+login(u)
+u.sendall(b"h SELECT INBOX\r\n")
+until(u, b"h OK")
+u.sendall(b"i APPEND INBOX {30+}\r\nSubject: x\r\n\r\nsome text here\r\n\r\n")
+until(u, b"i OK")
+u.sendall(b"j FETCH 1 (" + b" ".join([b"FLAGS"] * 40) + b")\r\n")
+until(u, b"j BAD too many FETCH items")
+# A search that would read every message twenty times is refused.
+u.sendall(b"k SEARCH " + b" ".join([b"BODY x"] * 20) + b"\r\n")
+until(u, b"k NO [LIMIT]")
+# A subscription may not hold control characters (the file's lines).
+u.sendall(b"l SUBSCRIBE \"x&AAo-V&AAk-2\"\r\n")
+until(u, b"l NO")
 print("done")
 "#
     ));
@@ -765,5 +793,8 @@ print("done")
     if let Some((_, after)) = memory_kib(p.pid()) {
         assert!(after < before + 8 * 1024, "PSS grew from {before} KiB to {after} KiB");
     }
-    assert!(p.inbox("example.com", "alice").is_empty(), "nothing was appended");
+    // Of all the uploads only the small one was kept; nothing is left in tmp/.
+    let md = p.mail_root().join("example.com/alice");
+    assert_eq!(std::fs::read_dir(md.join("cur")).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(md.join("tmp")).unwrap().count(), 0, "an abandoned spool was left");
 }

@@ -98,6 +98,11 @@ typ, data = m.expunge()
 assert typ == "OK" and data == [b"1"], data
 assert int(ok(m.select("INBOX"))[0]) == 0
 assert int(m.untagged_responses["UIDVALIDITY"][0]) == uv
+# INBOX in any case, also as a parent: one folder, listed once.
+ok(m.create("inbox/sub"))
+names = [l.decode() for l in ok(m.list())]
+assert sum(1 for l in names if l.endswith(" INBOX")) == 1, names
+assert any(l.endswith(" INBOX/sub") for l in names), names
 m.logout()
 print("done")
 "#,
@@ -396,4 +401,62 @@ print("done")
 "#,
     ));
     assert_eq!(out.trim(), "done");
+}
+
+#[test]
+fn concurrent_flag_changes_keep_every_uid_and_every_flag() {
+    let p = Postern::start("");
+    let out = p.python(&script(
+        r#"
+import threading
+m = alice()
+# Under an emulator (POSTERN_TEST_RUNNER) a smaller folder: it runs slowly.
+N = 80 if os.environ.get("POSTERN_TEST_RUNNER") else 300
+for i in range(N):
+    ok(m.append("INBOX", None, None, b"Subject: m%d\r\n\r\nbody\r\n" % i))
+ok(m.select("INBOX"))
+uids_before = ok(m.uid("SEARCH", "ALL"))[0].split()
+flags = ["\\Flagged", "\\Answered", "\\Draft", "$a", "$b", "$c"]
+def writer(flag):
+    c = alice()
+    ok(c.select("INBOX"))
+    for _ in range(4):
+        ok(c.store("1:*", "+FLAGS.SILENT", "(%s)" % flag))
+        ok(c.store("1:*", "-FLAGS.SILENT", "(%s)" % flag))
+    ok(c.store("1:*", "+FLAGS.SILENT", "(%s)" % flag))
+    c.logout()
+threads = [threading.Thread(target=writer, args=(f,)) for f in flags]
+for t in threads:
+    t.start()
+# Meanwhile another session keeps reading the folder.
+r = alice()
+ok(r.select("INBOX"))
+while any(t.is_alive() for t in threads):
+    ok(r.noop())
+    assert "EXPUNGE" not in r.untagged_responses, r.untagged_responses.get("EXPUNGE")
+for t in threads:
+    t.join()
+ok(r.noop())
+assert "EXPUNGE" not in r.untagged_responses, r.untagged_responses.get("EXPUNGE")
+assert ok(r.uid("SEARCH", "ALL"))[0].split() == uids_before
+# Every message has every flag, and a fetch by number after others renamed
+# the files still reads each body.
+typ, data = r.fetch("1:*", "(FLAGS BODY.PEEK[TEXT])")
+bodies = [d for d in data if isinstance(d, tuple)]
+assert len(bodies) == N, len(bodies)
+for head, body in bodies:
+    for f in flags:
+        assert f.encode() in head, head
+    assert body == b"body\r\n", (head, body)
+print("done")
+"#,
+    ));
+    assert_eq!(out.trim(), "done");
+    let list = std::fs::read_to_string(p.mail_root().join("example.com/alice/dovecot-uidlist")).unwrap();
+    let n = if common::runner().is_some() { 81 } else { 301 };
+    assert!(
+        list.starts_with("3 V") && list.contains(&format!(" N{n} ")),
+        "UIDs were given again: {}",
+        list.lines().next().unwrap()
+    );
 }

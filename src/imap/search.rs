@@ -124,6 +124,10 @@ fn sent_day(value: &[u8]) -> Option<Day> {
     } else {
         y
     };
+    // Years past 9999 (or before 0) are no date: the day count would overflow.
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
     (1..=31).contains(&d).then(|| crate::date::days_from_civil(y, month, d))
 }
 
@@ -202,5 +206,6 @@ mod tests {
         assert_eq!(sent_day(b"Thu, 1 Feb 2024 10:00:00 +0100"), Some(d));
         assert_eq!(sent_day(b"1 Feb 24 10:00 GMT"), Some(d));
         assert_eq!(sent_day(b"garbage"), None);
+        assert_eq!(sent_day(b"1 Feb 9223372036854775807 10:00 GMT"), None);
     }
 }

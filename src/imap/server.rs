@@ -132,8 +132,11 @@ struct Conn {
 }
 
 impl Conn {
-    fn limit(session: &Session) -> Duration {
-        if session.login().is_some() { IDLE_TIMEOUT } else { LOGIN_TIMEOUT }
+    /// Until when the client may stay silent: a client has LOGIN_TIMEOUT
+    /// from its first byte to log in, however many commands it sends
+    /// meanwhile; then IDLE_TIMEOUT after each command.
+    fn deadline(session: &Session, login_by: Instant) -> Instant {
+        if session.login().is_some() { Instant::now() + IDLE_TIMEOUT } else { login_by }
     }
 
     async fn run(&mut self, mut session: Session) -> io::Result<()> {
@@ -143,7 +146,8 @@ impl Conn {
         let mut framing = Assembler::new(session.max_message());
         let mut spool: Option<Spool> = None;
         let mut spool_failed = false;
-        let mut deadline = Instant::now() + Conn::limit(&session);
+        let login_by = Instant::now() + LOGIN_TIMEOUT;
+        let mut deadline = Conn::deadline(&session, login_by);
         loop {
             let (used, step) = framing.step(self.link.inbuf.unread());
             let step = match step {
@@ -204,7 +208,7 @@ impl Conn {
                 }
             };
             self.link.inbuf.consume(used);
-            deadline = Instant::now() + Conn::limit(&session);
+            deadline = Conn::deadline(&session, login_by);
             let Some(parts) = step else { continue };
             let parsed = command::parse(&parts);
             let mut taken = spool.take();
@@ -234,7 +238,7 @@ impl Conn {
             if !go_on {
                 return Ok(());
             }
-            deadline = Instant::now() + Conn::limit(&session);
+            deadline = Conn::deadline(&session, login_by);
         }
     }
 
@@ -304,7 +308,17 @@ impl Conn {
     async fn idle(&mut self, mut session: Session, tag: &str) -> io::Result<Session> {
         let until = Instant::now() + IDLE_TIMEOUT;
         loop {
-            if let Line::Complete { text, used } = next_line(self.link.inbuf.unread(), 64) {
+            let line = next_line(self.link.inbuf.unread(), 64);
+            if line == Line::TooLong {
+                // Nothing but DONE belongs here; a client that sends more
+                // is not heard further.
+                let mut out = Output::default();
+                out.line("* BAD expected DONE");
+                self.send(out).await?;
+                self.link.flush(IDLE_TIMEOUT).await?;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "a long line in IDLE"));
+            }
+            if let Line::Complete { text, used } = line {
                 let done = text.eq_ignore_ascii_case(b"DONE");
                 self.link.inbuf.consume(used);
                 let mut out = Output::default();
@@ -406,7 +420,8 @@ async fn run_blocking<T: Send + 'static>(
 /// A message file read as IMAP sends it: every bare LF as CRLF, from the
 /// `skip`th byte of that form, `len` bytes.
 struct CrlfReader {
-    file: File,
+    /// `None` when the message is gone: spaces are sent.
+    file: Option<File>,
     skip: u64,
     left: u64,
     prev_cr: bool,
@@ -418,10 +433,36 @@ struct CrlfReader {
 }
 
 impl CrlfReader {
+    /// Opens the message at `path`; one renamed meanwhile (a flag change in
+    /// another session) is found again by its unique part. Its literal's
+    /// count was sent already, so a message gone since is sent as spaces
+    /// rather than end the connection out of step.
     fn open(path: &std::path::Path, start: u64, skip: u64, len: u64) -> io::Result<CrlfReader> {
-        let mut file = File::open(path)?;
-        file.seek(io::SeekFrom::Start(start))?;
-        Ok(CrlfReader { file, skip, left: len, prev_cr: false, pending_lf: false, ended: false })
+        let file = match File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let unique = crate::mailbox::names::split_info(name).0;
+                let folder = path.parent().and_then(std::path::Path::parent);
+                let found = folder.and_then(|f| {
+                    crate::mailbox::folder::find(f, unique)
+                        .ok()
+                        .flatten()
+                        .map(|e| f.join(e.sub_dir()).join(e.name))
+                });
+                match found {
+                    Some(p) => Some(File::open(p)?),
+                    None => None,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let mut file = file;
+        if let Some(f) = file.as_mut() {
+            f.seek(io::SeekFrom::Start(start))?;
+        }
+        let ended = file.is_none();
+        Ok(CrlfReader { file, skip, left: len, prev_cr: false, pending_lf: false, ended })
     }
 
     /// The next piece; empty at the end.
@@ -434,7 +475,10 @@ impl CrlfReader {
                 self.emit(b'\n', &mut out);
                 continue;
             }
-            let n = if self.ended { 0 } else { self.file.read(&mut buf)? };
+            let n = match (&mut self.file, self.ended) {
+                (Some(f), false) => f.read(&mut buf)?,
+                _ => 0,
+            };
             if n == 0 {
                 // The file shrank under us (it never should: contents are
                 // never changed). Pad with spaces so the count holds.

@@ -38,6 +38,42 @@ pub const SPECIAL: [(&str, &str); 5] = [
     ("Trash", "\\Trash"),
 ];
 
+/// The most bytes a response may make in memory (message bodies, which are
+/// streamed from their files, do not count).
+const MAX_RESPONSE: usize = 8 << 20;
+/// The most keys one SEARCH may hold, and of them the ones that read
+/// message files (headers, bodies, dates sent, sizes): each may read every
+/// message.
+const MAX_SEARCH_KEYS: usize = 256;
+const MAX_SEARCH_READS: usize = 16;
+
+/// A search's keys, and how many of them read message files.
+fn search_cost(k: &SearchKey) -> (usize, usize) {
+    match k {
+        SearchKey::And(keys) => keys.iter().map(search_cost).fold((1, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        SearchKey::Or(a, b) => {
+            let (a, b) = (search_cost(a), search_cost(b));
+            (1 + a.0 + b.0, a.1 + b.1)
+        }
+        SearchKey::Not(a) => {
+            let a = search_cost(a);
+            (1 + a.0, a.1)
+        }
+        SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_)
+        | SearchKey::Larger(_)
+        | SearchKey::Smaller(_) => (1, 1),
+        _ => (1, 0),
+    }
+}
+
+/// The most items one FETCH may name.
+const MAX_FETCH_ITEMS: usize = 32;
+
 /// What the driver is to do after a command.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -315,6 +351,8 @@ impl Session {
     /// first time.
     fn first_login(&self) -> std::io::Result<()> {
         if self.maildir.join("cur").is_dir() && self.maildir.join(subscriptions::FILE).exists() {
+            // Writes a crash cut off, long ago, go (APPEND spools here).
+            let _ = folder::clean_tmp(&self.maildir, std::time::SystemTime::now());
             return Ok(());
         }
         folder::create(&self.maildir, "INBOX")?;
@@ -355,7 +393,15 @@ impl Session {
     fn name(raw: &[u8]) -> Result<String, &'static str> {
         let s = std::str::from_utf8(raw).map_err(|_| "a mailbox name is not UTF-8")?;
         let s = mutf7::decode(s).map_err(|_| "a mailbox name is not modified UTF-7")?;
-        if s.eq_ignore_ascii_case("INBOX") { Ok("INBOX".to_string()) } else { Ok(s) }
+        if s.chars().any(char::is_control) {
+            return Err("a mailbox name holds a control character");
+        }
+        // INBOX in any case, also as the first level of a deeper name.
+        match s.split_once(folder::DELIMITER) {
+            Some((first, rest)) if first.eq_ignore_ascii_case("INBOX") => Ok(format!("INBOX/{rest}")),
+            None if s.eq_ignore_ascii_case("INBOX") => Ok("INBOX".to_string()),
+            _ => Ok(s),
+        }
     }
 
     fn folder_dir(&self, raw: &[u8]) -> Result<(String, PathBuf), String> {
@@ -741,27 +787,35 @@ impl Session {
                 }
             }
             Command::Search { uid, ret, key } => {
-                if uid {
-                    self.refresh(out, true);
+                let (keys, reading) = search_cost(&key);
+                if keys > MAX_SEARCH_KEYS || reading > MAX_SEARCH_READS {
+                    return no(out, tag, "[LIMIT] too many search keys");
                 }
+                self.refresh(out, uid);
                 self.search(tag, uid, ret, &key, out);
             }
             Command::Fetch { uid, set, items, .. } => {
-                if uid {
-                    self.refresh(out, true);
-                } else if !self.view.as_ref().is_some_and(|v| v.seq_in_range(&set)) {
+                // Without UID, expunges wait (the client holds the numbers),
+                // but renames and new mail are read now.
+                self.refresh(out, uid);
+                if !uid && !self.view.as_ref().is_some_and(|v| v.seq_in_range(&set)) {
                     return bad(out, tag, "no such message number");
                 }
                 if let Some(missing) = items.iter().find_map(not_offered) {
                     return bad(out, tag, &format!("{missing} is not offered by this server yet"));
                 }
-                self.fetch(uid, &set, &items, out);
-                ok(out, tag, "FETCH completed");
+                if items.len() > MAX_FETCH_ITEMS {
+                    return bad(out, tag, "too many FETCH items");
+                }
+                if self.fetch(uid, &set, &items, out) {
+                    ok(out, tag, "FETCH completed");
+                } else {
+                    no(out, tag, "[LIMIT] the answer grew too large: fetch fewer messages or items at once");
+                }
             }
             Command::Store { uid, set, mode, silent, flags, .. } => {
-                if uid {
-                    self.refresh(out, true);
-                } else if !self.view.as_ref().is_some_and(|v| v.seq_in_range(&set)) {
+                self.refresh(out, uid);
+                if !uid && !self.view.as_ref().is_some_and(|v| v.seq_in_range(&set)) {
                     return bad(out, tag, "no such message number");
                 }
                 if self.view.as_ref().is_some_and(|v| v.read_only) {
@@ -773,9 +827,8 @@ impl Session {
                 }
             }
             Command::Copy { uid, remove, set, mailbox } => {
-                if uid {
-                    self.refresh(out, true);
-                } else if !self.view.as_ref().is_some_and(|v| v.seq_in_range(&set)) {
+                self.refresh(out, uid);
+                if !uid && !self.view.as_ref().is_some_and(|v| v.seq_in_range(&set)) {
                     return bad(out, tag, "no such message number");
                 }
                 if remove && self.view.as_ref().is_some_and(|v| v.read_only) {
@@ -854,16 +907,36 @@ impl Session {
         ok(out, tag, "SEARCH completed");
     }
 
-    fn fetch(&mut self, uid: bool, set: &SeqSet, items: &[FetchItem], out: &mut Output) {
-        let Some(v) = self.view.as_mut() else { return };
+    /// The FETCH answers; false when the response reached
+    /// [`MAX_RESPONSE`] before every message was told.
+    fn fetch(&mut self, uid: bool, set: &SeqSet, items: &[FetchItem], out: &mut Output) -> bool {
+        let Some(v) = self.view.as_mut() else { return true };
 
         let chosen = v.select(set, uid);
         let sets_seen =
             !v.read_only && items.iter().any(|i| matches!(i, FetchItem::Body { peek: false, .. }));
+        let mut lock = None;
         for i in chosen {
+            // A file renamed by another session since the view was read is
+            // found again by its unique part.
+            let here = v.dir.join(v.msgs[i].entry.sub_dir()).join(&v.msgs[i].entry.name);
+            if !here.exists() {
+                if let Ok(Some(e)) = folder::find(&v.dir, v.msgs[i].entry.unique()) {
+                    v.msgs[i].entry = e;
+                }
+            }
             if sets_seen && !v.msgs[i].entry.flags.contains(names::Flag::Seen) {
+                if lock.is_none() {
+                    lock = Lock::take(&v.dir).ok();
+                }
                 let m = &v.msgs[i];
-                if let Ok(e) = folder::set_flags(&v.dir, &m.entry, m.entry.flags.with(names::Flag::Seen)) {
+                let mut r = folder::set_flags(&v.dir, &m.entry, m.entry.flags.with(names::Flag::Seen));
+                if matches!(r, Err(folder::ChangeError::Gone)) {
+                    if let Ok(Some(e)) = folder::find(&v.dir, m.entry.unique()) {
+                        r = folder::set_flags(&v.dir, &e, e.flags.with(names::Flag::Seen));
+                    }
+                }
+                if let Ok(e) = r {
                     v.msgs[i].entry = e;
                     let _ = std::fs::File::open(v.dir.join("cur")).and_then(|d| d.sync_all());
                 }
@@ -925,6 +998,12 @@ impl Session {
                             out.text(&format!("{name} NIL"));
                             continue;
                         };
+                        // What is made in memory counts against the response's
+                        // limit; past it, NIL (and the command ends NO below).
+                        if memory.as_ref().is_some_and(|m| out.held() + m.len() > MAX_RESPONSE) {
+                            out.text(&format!("{name} NIL"));
+                            continue;
+                        }
                         let total = memory.as_ref().map_or(len, |m| m.len() as u64);
                         let (skip, take) = match partial {
                             Some((o, n)) => ((*o).min(total), (*n).min(total.saturating_sub(*o))),
@@ -939,12 +1018,20 @@ impl Session {
                     FetchItem::Envelope => {
                         sep(out);
                         let h = message::header(&path).unwrap_or_default();
+                        if out.held() + h.len() > MAX_RESPONSE {
+                            out.text("ENVELOPE NIL");
+                            continue;
+                        }
                         out.text(&format!("ENVELOPE {}", structure::envelope(&h)));
                     }
                     FetchItem::Structure { extended } => {
                         let Some(root) = mime_of(&mut mime, &path) else { continue };
                         sep(out);
                         let word = if *extended { "BODYSTRUCTURE" } else { "BODY" };
+                        if out.held() > MAX_RESPONSE {
+                            out.text(&format!("{word} NIL"));
+                            continue;
+                        }
                         out.text(&format!("{word} {}", structure::structure(root, *extended)));
                     }
                     // Refused before any message was read: see `not_offered`.
@@ -956,7 +1043,11 @@ impl Session {
                 out.text(&format!("FLAGS {}", flag_list(m.entry.flags, &v.keywords, m.recent)));
             }
             out.line(")");
+            if out.held() > MAX_RESPONSE {
+                return false;
+            }
         }
+        true
     }
 
     fn store(
@@ -975,6 +1066,11 @@ impl Session {
         v.keywords_now(known, out);
         let chosen = v.select(set, uid);
         let mut changed = false;
+        // Renames happen under the folder's lock, as Dovecot makes them: a
+        // sync reading the directories meanwhile would miss a file being
+        // renamed and give it a new UID, and two writers would lose each
+        // other's flags.
+        let _lock = Lock::take(&v.dir).map_err(|e| format!("[INUSE] {e}"))?;
         for i in chosen {
             // Another session or program may have renamed the file since we
             // looked: then its flags are read again and the change made on
@@ -1080,8 +1176,12 @@ impl Session {
                 to.push(m.uid);
             }
         }
-        let code =
-            format!("[COPYUID {} {} {}] ", synced.validity, ranges_in_order(&from), ranges_in_order(&to));
+        // None copied (all gone meanwhile): no COPYUID, whose sets may not be empty.
+        let code = if from.is_empty() {
+            String::new()
+        } else {
+            format!("[COPYUID {} {} {}] ", synced.validity, ranges_in_order(&from), ranges_in_order(&to))
+        };
         if remove {
             if same {
                 // A move within one folder: the copies are there, the

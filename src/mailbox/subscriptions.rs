@@ -83,7 +83,10 @@ pub fn set(maildir: &Path, name: &str, subscribed: bool) -> io::Result<()> {
 /// # Errors
 /// I/O errors; the old file is then untouched.
 pub fn write(maildir: &Path, names: &[String]) -> io::Result<()> {
-    let tmp = maildir.join(format!("{FILE}.{}.tmp", std::process::id()));
+    // A name of its own per write: two sessions of one user may write at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = maildir.join(format!("{FILE}.{}.{n}.tmp", std::process::id()));
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(format(names).as_bytes())?;
     f.sync_data()?;

@@ -21,7 +21,8 @@ use super::names::{Flags, split_info, unique_name, with_flags};
 /// RFC822.SIZE).
 pub struct Spool {
     path: PathBuf,
-    file: io::BufWriter<File>,
+    /// `None` once finished.
+    file: Option<io::BufWriter<File>>,
     size: u64,
     vsize: u64,
     last_cr: bool,
@@ -37,7 +38,7 @@ impl Spool {
         let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         Ok(Spool {
             path,
-            file: io::BufWriter::with_capacity(64 * 1024, file),
+            file: Some(io::BufWriter::with_capacity(64 * 1024, file)),
             size: 0,
             vsize: 0,
             last_cr: false,
@@ -49,7 +50,10 @@ impl Spool {
     /// # Errors
     /// The file system's.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("the spool is finished"));
+        };
+        file.write_all(bytes)?;
         self.size += bytes.len() as u64;
         let mut prev_cr = self.last_cr;
         let mut bare_lf = 0;
@@ -75,17 +79,16 @@ impl Spool {
     ///
     /// # Errors
     /// The file system's; the file in `tmp/` is then removed.
-    pub fn finish(self, dir: &Path, flags: Flags, date: Option<SystemTime>) -> io::Result<Entry> {
-        let path = self.path.clone();
-        let result = self.finish_inner(dir, flags, date);
-        if result.is_err() {
-            let _ = fs::remove_file(&path);
-        }
-        result
+    pub fn finish(mut self, dir: &Path, flags: Flags, date: Option<SystemTime>) -> io::Result<Entry> {
+        // On an error the file goes when `self` is dropped.
+        self.finish_inner(dir, flags, date)
     }
 
-    fn finish_inner(self, dir: &Path, flags: Flags, date: Option<SystemTime>) -> io::Result<Entry> {
-        let file = self.file.into_inner().map_err(io::IntoInnerError::into_error)?;
+    fn finish_inner(&mut self, dir: &Path, flags: Flags, date: Option<SystemTime>) -> io::Result<Entry> {
+        let Some(file) = self.file.take() else {
+            return Err(io::Error::other("the spool is finished"));
+        };
+        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
         if let Some(date) = date {
             file.set_modified(date)?;
         }
@@ -95,13 +98,23 @@ impl Spool {
         let unique = format!("{base},S={},W={}", self.size, self.vsize);
         let name = with_flags(&unique, flags);
         move_new(&self.path, &dir.join("cur").join(&name))?;
+        // Moved: nothing is left in tmp/ to remove.
+        self.path = PathBuf::new();
         File::open(dir.join("cur"))?.sync_all()?;
         Ok(Entry { sub: Sub::Cur, name, flags, size: self.size, arrived })
     }
 
     /// Drops the file.
-    pub fn discard(self) {
-        let _ = fs::remove_file(&self.path);
+    pub fn discard(self) {}
+}
+
+/// A spool not finished (the client went away, the command failed) is
+/// removed, so abandoned uploads never fill `tmp/`.
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
