@@ -342,8 +342,13 @@ fn a_remote_reply_is_kept_and_listed_without_control_characters() {
     // From the running server, and from the store itself once the server
     // has stopped. A clean stop: the attempt's outcome is logged before its
     // commit, and a SIGKILL in between may lose it (the attempt is then made
-    // again), which is not what this test is about.
-    check(queue(&a, &["list"]));
+    // again), which is not what this test is about. The log line comes
+    // before the commit too, so the running server's listing is waited for.
+    let listed = wait_for("the attempt's outcome in the queue", || {
+        let out = queue(&a, &["list"]);
+        out.contains("last error:").then_some(out)
+    });
+    check(listed);
     check(queue(&a, &["show", &id]));
     assert!(a.terminate().success());
     check(queue(&a, &["list"]));
