@@ -27,6 +27,37 @@ pub(super) fn link_new(tmp: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A name for a temporary file beside `name` that no other write of this
+/// process uses: `<name>.<pid>.<n>.tmp`.
+pub(super) fn temp_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{name}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Replaces `dir/name` with `bytes` whole: a new file under a name of its
+/// own, synced, renamed over the old one, and the directory synced. Readers
+/// see the old file or the new one, never part of either.
+///
+/// # Errors
+/// The file system's; the old file is then untouched and the new one gone.
+pub(super) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = dir.join(temp_name(name));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        fs::rename(&tmp, dir.join(name))?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Whether a successful `syncfs` on `file`'s filesystem means everything
 /// written there is on disk. Before Linux 5.8 syncfs reported no write-back
 /// errors, and before 5.17 it ignored a failed journal commit; FUSE and other

@@ -4,9 +4,8 @@
 //! under the folder's `dovecot-uidlist.lock` and only ever replaced whole, by
 //! a rename.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::fs::File;
+use std::io::{self, Read as _};
 use std::path::Path;
 
 use super::uidlist::Lock;
@@ -123,12 +122,7 @@ pub fn read(dir: &Path) -> io::Result<Keywords> {
 /// # Errors
 /// I/O errors; the old file is then untouched.
 pub fn write(dir: &Path, _lock: &Lock, keywords: &Keywords) -> io::Result<()> {
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(keywords.format().as_bytes())?;
-    f.sync_data()?;
-    fs::rename(&tmp, dir.join(FILE))?;
-    File::open(dir)?.sync_all()
+    super::durable::replace_file(dir, FILE, keywords.format().as_bytes())
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 //! version line hold one name a line, levels joined by `/` (the delimiter
 //! we show). Replaced whole, by a rename.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::fs::File;
+use std::io::{self, Read as _};
 use std::path::Path;
 
 use super::folder::DELIMITER;
@@ -83,15 +82,8 @@ pub fn set(maildir: &Path, name: &str, subscribed: bool) -> io::Result<()> {
 /// # Errors
 /// I/O errors; the old file is then untouched.
 pub fn write(maildir: &Path, names: &[String]) -> io::Result<()> {
-    // A name of its own per write: two sessions of one user may write at once.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = maildir.join(format!("{FILE}.{}.{n}.tmp", std::process::id()));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(format(names).as_bytes())?;
-    f.sync_data()?;
-    fs::rename(&tmp, maildir.join(FILE))?;
-    File::open(maildir)?.sync_all()
+    // The file's own name per write: two sessions of one user may write at once.
+    super::durable::replace_file(maildir, FILE, format(names).as_bytes())
 }
 
 #[cfg(test)]
@@ -116,6 +108,6 @@ mod tests {
         assert_eq!(read(t.path()).unwrap(), ["Sent", "Archive/2024"]);
         set(t.path(), "Nope", false).unwrap();
         set(t.path(), "Sent", false).unwrap();
-        assert_eq!(fs::read_to_string(t.path().join(FILE)).unwrap(), "V\t2\n\nArchive\t2024\n");
+        assert_eq!(std::fs::read_to_string(t.path().join(FILE)).unwrap(), "V\t2\n\nArchive\t2024\n");
     }
 }

@@ -265,13 +265,6 @@ pub struct Lock {
     held: bool,
 }
 
-/// Names for this process's temporary files, never reused.
-fn temp_name(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
-}
-
 impl Lock {
     /// Takes the lock of the folder at `dir`, waiting up to [`WAIT`] for
     /// another holder and breaking a stale lock.
@@ -293,7 +286,7 @@ impl Lock {
     /// As [`Lock::take`].
     pub fn take_within(dir: &Path, wait: Duration) -> Result<Lock, SyncError> {
         let path = dir.join(LOCK);
-        let tmp = dir.join(temp_name(LOCK));
+        let tmp = dir.join(super::durable::temp_name(LOCK));
         {
             let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(owner().as_bytes())?;
@@ -336,18 +329,7 @@ impl Lock {
     /// I/O errors; the old list is then untouched and the lock removed.
     pub fn replace(self, list: &UidList) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let tmp = dir.join(temp_name(FILE));
-        let written = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            f.write_all(list.format().as_bytes())?;
-            f.sync_data()?;
-            fs::rename(&tmp, dir.join(FILE))?;
-            File::open(&dir)?.sync_all()
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written
+        super::durable::replace_file(&dir, FILE, list.format().as_bytes())
     }
 }
 
