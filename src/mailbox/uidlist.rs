@@ -343,12 +343,17 @@ impl Drop for Lock {
 }
 
 /// Removes the temporary files of processes of this host that died while
-/// writing a lock or a list (`<name>.<pid>.<n>.tmp`).
+/// writing a lock, a list, keywords or subscriptions (`<name>.<pid>.<n>.tmp`).
 fn clean_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let Ok(name) = e.file_name().into_string() else { continue };
-        let Some(rest) = name.strip_prefix(FILE).and_then(|r| r.strip_suffix(".tmp")) else { continue };
+        // The UID list's, its lock's, and those of the files written under it.
+        let prefixed = [FILE, super::keywords::FILE, super::subscriptions::FILE]
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .and_then(|r| r.strip_suffix(".tmp"));
+        let Some(rest) = prefixed else { continue };
         let rest = rest.strip_prefix(".lock").unwrap_or(rest);
         let Some(pid) =
             rest.strip_prefix('.').and_then(|r| r.split('.').next()).and_then(|p| p.parse::<i32>().ok())
@@ -641,6 +646,7 @@ mod tests {
         // What a process killed while writing leaves: its temporary files.
         fs::write(d.join(format!("{FILE}.4194305.7.tmp")), "3 V1 N2\n").unwrap();
         fs::write(d.join(format!("{LOCK}.4194305.8.tmp")), "4194305:h").unwrap();
+        fs::write(d.join("dovecot-keywords.4194305.9.tmp"), "0 $x\n").unwrap();
         sync(d).unwrap();
         let left: Vec<String> =
             fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
