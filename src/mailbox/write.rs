@@ -89,18 +89,21 @@ impl Spool {
             return Err(io::Error::other("the spool is finished"));
         };
         let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
-        if let Some(date) = date {
-            file.set_modified(date)?;
-        }
         file.sync_all()?;
-        let arrived = file.metadata()?.modified()?;
         let base = self.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let unique = format!("{base},S={},W={}", self.size, self.vsize);
         let name = with_flags(&unique, flags);
         move_new(&self.path, &dir.join("cur").join(&name))?;
         // Moved: nothing is left in tmp/ to remove.
         self.path = PathBuf::new();
+        // The date is given once the file is out of tmp/: an old mtime there
+        // would have the tmp/ clean-up of another session take it.
+        if let Some(date) = date {
+            file.set_modified(date)?;
+            file.sync_all()?;
+        }
         File::open(dir.join("cur"))?.sync_all()?;
+        let arrived = file.metadata()?.modified()?;
         Ok(Entry { sub: Sub::Cur, name, flags, size: self.size, arrived })
     }
 
