@@ -9,6 +9,7 @@ use std::fmt;
 use super::framing::{Part, announced};
 
 mod grammar;
+mod items;
 mod reader;
 
 use grammar::command;

@@ -12,12 +12,15 @@ impl Session {
         let chosen = v.select(set, uid);
         let sets_seen =
             !v.read_only && items.iter().any(|i| matches!(i, FetchItem::Body { peek: false, .. }));
+        let reads_file =
+            items.iter().any(|i| !matches!(i, FetchItem::Uid | FetchItem::Flags | FetchItem::InternalDate));
         let mut lock = None;
         for i in chosen {
             // A file renamed by another session since the view was read is
             // found again by its unique part.
+            // Only when the file is read: `FETCH 1:* (UID FLAGS)` costs no stat.
             let here = v.dir.join(v.msgs[i].entry.sub_dir()).join(&v.msgs[i].entry.name);
-            if !here.exists() {
+            if (reads_file || sets_seen) && !here.exists() {
                 if let Ok(Some(e)) = folder::find(&v.dir, v.msgs[i].entry.unique()) {
                     v.msgs[i].entry = e;
                 }
