@@ -162,15 +162,7 @@ impl Server {
     /// Accepts connections on `listener` until the stop, one task each.
     pub async fn serve(self: Arc<Self>, ex: Arc<Executor<'static>>, listener: TcpListener, port: Port) {
         listen::accept_loop(listener, &self.stop, |stream, peer| {
-            let server = Arc::clone(&self);
-            ex.spawn(async move {
-                // A bug must cost one session, never an executor thread.
-                let session = std::panic::AssertUnwindSafe(server.connection(stream, peer, port));
-                if smol::future::FutureExt::catch_unwind(session).await.is_err() {
-                    log::error!("SMTP session from {peer} ended by an internal error");
-                }
-            })
-            .detach();
+            listen::spawn_session(&ex, "SMTP", peer, Arc::clone(&self).connection(stream, peer, port));
         })
         .await;
     }

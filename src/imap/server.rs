@@ -63,15 +63,7 @@ pub fn bind(server: &Server) -> io::Result<Vec<(TcpListener, bool)>> {
 pub async fn serve(server: Arc<Server>, ex: Arc<Executor<'static>>, listener: TcpListener, tls: bool) {
     let each = Arc::clone(&server);
     listen::accept_loop(listener, server.stop(), |stream, peer| {
-        let server = Arc::clone(&each);
-        ex.spawn(async move {
-            // A bug must cost one session, never an executor thread.
-            let session = std::panic::AssertUnwindSafe(connection(server, stream, peer, tls));
-            if smol::future::FutureExt::catch_unwind(session).await.is_err() {
-                log::error!("IMAP session from {peer} ended by an internal error");
-            }
-        })
-        .detach();
+        listen::spawn_session(&ex, "IMAP", peer, connection(Arc::clone(&each), stream, peer, tls));
     })
     .await;
 }

@@ -360,13 +360,17 @@ fn clean_temps(dir: &Path) {
         else {
             continue;
         };
-        let dead = rustix::process::Pid::from_raw(pid).is_some_and(
-            |p| matches!(rustix::process::test_kill_process(p), Err(e) if e == rustix::io::Errno::SRCH),
-        );
-        if dead {
+        if gone(pid) {
             let _ = fs::remove_file(e.path());
         }
     }
+}
+
+/// Whether no process of this host has `pid`.
+fn gone(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid).is_some_and(
+        |p| matches!(rustix::process::test_kill_process(p), Err(e) if e == rustix::io::Errno::SRCH),
+    )
 }
 
 /// `<pid>:<host>`, what a dotlock holds.
@@ -389,13 +393,7 @@ fn is_stale(path: &Path) -> bool {
     }
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     match text.trim_end().split_once(':') {
-        Some((pid, h)) if h == host => match pid.parse::<i32>().ok().and_then(rustix::process::Pid::from_raw)
-        {
-            Some(pid) => {
-                matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH)
-            }
-            None => false,
-        },
+        Some((pid, h)) if h == host => pid.parse::<i32>().is_ok_and(gone),
         _ => false,
     }
 }
@@ -465,19 +463,19 @@ fn new_validity(before: u32) -> u32 {
 /// [`SyncError::Locked`] when another process keeps the lock; I/O errors.
 pub fn sync(dir: &Path) -> Result<Synced, SyncError> {
     let lock = Lock::take(dir)?;
-    let (mut list, rebuilt) = match read(dir) {
-        Ok(Some(list)) => (list, false),
-        Ok(None) => (UidList::new(new_validity(0)), false),
+    // `created`: there was no list, or none that could be trusted.
+    let (mut list, rebuilt, created) = match read(dir) {
+        Ok(Some(list)) => (list, false, false),
+        Ok(None) => (UidList::new(new_validity(0)), false, true),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             let before = fs::read_to_string(dir.join(FILE))
                 .ok()
                 .and_then(|t| t.split_whitespace().nth(1).and_then(|v| number(v.trim_start_matches('V'))))
                 .unwrap_or(0);
-            (UidList::new(new_validity(before)), true)
+            (UidList::new(new_validity(before)), true, true)
         }
         Err(e) => return Err(e.into()),
     };
-    let created = !dir.join(FILE).exists() || rebuilt;
     let mut files: HashMap<String, Entry> = scan(dir)?;
     // A file renamed while the directories were read may be missed (readdir
     // promises nothing then); look once more before calling it expunged.

@@ -57,6 +57,23 @@ pub async fn accept_loop(listener: TcpListener, stop: &Stop, mut each: impl FnMu
     }
 }
 
+/// Runs one client's session as a task of its own on `ex`: a bug that
+/// panics in it ends that session, logged, never an executor thread.
+pub fn spawn_session(
+    ex: &smol::Executor<'static>,
+    protocol: &'static str,
+    peer: SocketAddr,
+    session: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    ex.spawn(async move {
+        let session = std::panic::AssertUnwindSafe(session);
+        if smol::future::FutureExt::catch_unwind(session).await.is_err() {
+            log::error!("{protocol} session from {peer} ended by an internal error");
+        }
+    })
+    .detach();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
